@@ -1,0 +1,114 @@
+"""The `mailroom` command: one subcommand per service, plus `up`, `migrate` and admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+
+from services.runtime import resolved_servers
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailroom", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="run everything on the embedded default (or the configured servers)")
+    commands.add_parser("gateway", help="run the SMTP gateway")
+    worker = commands.add_parser("worker", help="run matcher workers")
+    worker.add_argument("--processes", type=int, default=None, help="worker processes (MAILROOM_WORKER_PROCESSES)")
+    commands.add_parser("api", help="run the HTTP API")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser("sweep", help="enqueue every accepted but unprocessed message now")
+
+    accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
+    create_account = accounts.add_parser("create", help="create an account and its first API token")
+    create_account.add_argument("name")
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    create_user = users.add_parser("create", help="create a user with a Smart-BCC address")
+    create_user.add_argument("account_id")
+    create_user.add_argument("email")
+    create_user.add_argument("--name", default=None)
+
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(args.command, level=settings.log_level, log_format=settings.log_format)
+
+    if args.command == "up":
+        from services.up import run_up
+
+        return run_up(settings)
+    if args.command in ("accounts", "users"):
+        return _admin(args, settings)
+    with resolved_servers(settings, with_redis=args.command in ("gateway", "worker", "sweep")) as resolved:
+        return _service(args, resolved)
+
+
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "gateway":
+        from services.smtp_gateway.server import run as run_gateway
+
+        run_gateway(settings)
+    elif args.command == "worker":
+        from services.matcher.worker import run as run_worker
+
+        run_worker(settings, args.processes or settings.worker_processes)
+    elif args.command == "api":
+        from services.api.server import run as run_api
+
+        run_api(settings)
+    elif args.command == "migrate":
+        from shared.migrate import upgrade
+
+        upgrade(settings.require_database_url())
+        _print({"migrated": True})
+    elif args.command == "sweep":
+        from services.matcher.sweep import sweep
+        from shared.broker import make_broker
+        from shared.db import make_engine, make_session_factory
+
+        engine = make_engine(settings.require_database_url())
+        broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+        _print({"enqueued": sweep(make_session_factory(engine), broker, grace_seconds=0)})
+    return 0
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from shared import directory
+    from shared.db import make_engine, make_session_factory, transaction
+
+    with resolved_servers(settings, with_redis=False) as resolved:
+        engine = make_engine(resolved.require_database_url(), pool_size=1)
+        try:
+            with transaction(make_session_factory(engine)) as session:
+                if args.command == "accounts":
+                    account = directory.create_account(session, args.name)
+                    _print({"account_id": str(account.account_id), "api_token": account.api_token})
+                else:
+                    try:
+                        account_id = uuid.UUID(args.account_id)
+                        user = directory.create_user(session, account_id, args.email, args.name)
+                    except (ValueError, LookupError):
+                        print(f"mailroom: no account {args.account_id}", file=sys.stderr)
+                        return 2
+                    _print(
+                        {
+                            "user_id": str(user.id),
+                            "email": user.email,
+                            "bcc_address": directory.bcc_address(user, resolved.bcc_domain),
+                        }
+                    )
+        finally:
+            engine.dispose()
+    return 0
+
+
+def _print(payload: dict[str, object]) -> None:
+    print(json.dumps(payload), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Run matcher workers: dramatiq consumer threads, plus the recovery sweep at start and periodically."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+import types
+
+import dramatiq
+import structlog
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.matcher.actors import register_actors
+from services.matcher.pipeline import Matcher
+from services.matcher.sweep import sweep
+from shared.blobstore import LocalBlobStore
+from shared.broker import make_broker
+from shared.db import make_engine, make_session_factory
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def run(settings: Settings, processes: int) -> None:
+    if processes == 1:
+        run_one(settings)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_child, args=(settings,), name=f"worker-{n}") for n in range(processes)]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: types.FrameType | None) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                child.terminate()  # SIGTERM: each child drains its own actors
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+
+
+def _child(settings: Settings) -> None:
+    configure_logging("worker", level=settings.log_level, log_format=settings.log_format)
+    run_one(settings)
+
+
+def run_one(settings: Settings) -> None:
+    engine = make_engine(settings.require_database_url(), pool_size=settings.worker_threads + 1)
+    sessions = make_session_factory(engine)
+    broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+    register_actors(broker, Matcher(sessions=sessions, blobs=LocalBlobStore(settings.blob_root)), settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=500)
+    worker.start()
+    log.info("worker.started", threads=settings.worker_threads)
+    # At start, anything still waiting was accepted before this worker existed: no grace period.
+    sweep_safely(sessions, broker, grace_seconds=0)
+    while not stop.wait(settings.sweep_interval_seconds):
+        sweep_safely(sessions, broker, grace_seconds=settings.sweep_grace_seconds)
+
+    log.info("worker.draining")
+    worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))
+    broker.close()
+    engine.dispose()
+    log.info("worker.stopped")
+
+
+def sweep_safely(sessions: sessionmaker[Session], broker: RedisBroker, *, grace_seconds: float) -> None:
+    try:
+        sweep(sessions, broker, grace_seconds=grace_seconds)
+    except Exception:
+        log.exception("sweep.failed")

@@ -1,0 +1,29 @@
+"""Where the servers are: the configured ones, or the embedded ones under the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from shared.embedded import embedded_servers
+from shared.migrate import upgrade
+from shared.settings import Settings
+
+
+@contextlib.contextmanager
+def resolved_servers(settings: Settings, *, with_redis: bool = True) -> Iterator[Settings]:
+    """The settings with both URLs filled in; embedded servers run (and are migrated) for the block's length."""
+    needs_redis = with_redis and settings.redis_url is None
+    if settings.database_url is not None and not needs_redis:
+        yield settings
+        return
+    with embedded_servers(settings.data_dir, with_redis=needs_redis) as embedded:
+        resolved = settings.model_copy(
+            update={
+                "database_url": settings.database_url or embedded.database_url,
+                "redis_url": settings.redis_url or embedded.redis_url,
+            }
+        )
+        if settings.database_url is None:
+            upgrade(resolved.require_database_url())
+        yield resolved

@@ -1,0 +1,92 @@
+"""Run the gateway: listen, and on SIGTERM/SIGINT stop taking mail, let transactions in flight finish, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import structlog
+import uvloop
+from aiosmtpd.smtp import SMTP
+from psycopg_pool import AsyncConnectionPool
+
+from services.smtp_gateway.enqueue import AfterCommitEnqueuer
+from services.smtp_gateway.handler import GatewayHandler
+from services.smtp_gateway.store import InboundStore
+from shared.broker import make_broker
+from shared.db import libpq_url
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class _TrackedSMTP(SMTP):
+    """aiosmtpd's protocol, remembering open sessions so shutdown can close the idle ones."""
+
+    def __init__(self, sessions: set[_TrackedSMTP], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(error)
+
+    def close_session(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def run(settings: Settings) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings))
+
+
+async def serve(settings: Settings) -> None:
+    pool = AsyncConnectionPool(libpq_url(settings.require_database_url()), min_size=2, max_size=8, open=False)
+    await pool.open()
+    broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+    store = InboundStore(pool)
+    enqueuer = AfterCommitEnqueuer(broker)
+    handler = GatewayHandler(settings.bcc_domain, store, enqueuer)
+    sessions: set[_TrackedSMTP] = set()
+
+    def new_session() -> _TrackedSMTP:
+        return _TrackedSMTP(
+            sessions,
+            handler,
+            hostname=settings.smtp_hostname,
+            ident="Mailroom SMTP gateway",
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+        )
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(new_session, settings.smtp_host, settings.smtp_port)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    port = server.sockets[0].getsockname()[1]
+    log.info("gateway.listening", smtp=f"{settings.smtp_host}:{port}")
+    await stop.wait()
+
+    log.info("gateway.draining", sessions=len(sessions))
+    server.close()
+    handler.draining = True
+    deadline = loop.time() + settings.smtp_drain_seconds
+    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll.
+    while handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    for session in list(sessions):
+        session.close_session()
+    await enqueuer.drain(seconds=max(1.0, deadline - loop.time()))
+    await enqueuer.close()
+    await store.close()
+    await pool.close()
+    broker.close()
+    log.info("gateway.stopped")

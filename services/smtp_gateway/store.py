@@ -1,0 +1,123 @@
+"""The gateway's only database work: find the user behind a Smart-BCC address, and commit raw messages.
+
+Commits are grouped: whatever DATA commands are waiting when a committer becomes free go into one transaction, so
+under load many messages share one fsync while a lone message still commits at once (no timer, no added wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+log = structlog.get_logger(__name__)
+
+_FIND_USER = "SELECT id, account_id FROM users WHERE bcc_local_part = %s"
+_INSERT_INBOUND = (
+    "INSERT INTO inbound_messages"
+    " (id, account_id, user_id, envelope_from, envelope_to, peer, raw, size, status, attempts)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'received', 0)"
+)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    user_id: uuid.UUID
+    account_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NewInbound:
+    recipient: Recipient
+    envelope_from: str
+    peer: str | None
+    raw: bytes
+
+
+class InboundStore:
+    def __init__(self, pool: AsyncConnectionPool, *, committers: int = 4, max_batch: int = 64) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._waiting: asyncio.Queue[tuple[list[NewInbound], asyncio.Future[list[uuid.UUID]]]] = asyncio.Queue()
+        self._committers = [asyncio.create_task(self._commit_loop()) for _ in range(committers)]
+        # Addresses change rarely and RCPT is on every message's path: remember hits briefly.
+        self._user_cache: dict[str, tuple[float, Recipient]] = {}
+        self._cache_seconds = 10.0
+
+    async def find_recipient(self, local_part: str, address: str) -> Recipient | None:
+        cached = self._user_cache.get(local_part)
+        if cached is not None and cached[0] > time.monotonic():
+            return Recipient(address, cached[1].user_id, cached[1].account_id)
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(_FIND_USER, (local_part,))).fetchone()
+        if row is None:
+            return None
+        recipient = Recipient(address=address, user_id=row[0], account_id=row[1])
+        self._user_cache[local_part] = (time.monotonic() + self._cache_seconds, recipient)
+        return recipient
+
+    async def persist(self, rows: list[NewInbound]) -> list[uuid.UUID]:
+        """Commit the rows (one per recipient) and return their ids; raises if they were not committed."""
+        done: asyncio.Future[list[uuid.UUID]] = asyncio.get_running_loop().create_future()
+        self._waiting.put_nowait((rows, done))
+        return await done
+
+    async def close(self) -> None:
+        for task in self._committers:
+            task.cancel()
+        await asyncio.gather(*self._committers, return_exceptions=True)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            batch = [await self._waiting.get()]
+            while len(batch) < self._max_batch and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            try:
+                ids = await self._insert([rows for rows, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    continue
+                # One bad message must not fail its neighbours: retry each on its own.
+                for rows, done in batch:
+                    try:
+                        _settle(done, (await self._insert([rows]))[0])
+                    except Exception as single_exc:
+                        _settle(done, single_exc)
+            else:
+                for (_, done), message_ids in zip(batch, ids, strict=True):
+                    _settle(done, message_ids)
+
+    async def _insert(self, messages: list[list[NewInbound]]) -> list[list[uuid.UUID]]:
+        ids = [[uuid.uuid4() for _ in rows] for rows in messages]
+        params = [
+            (
+                inbound_id,
+                row.recipient.account_id,
+                row.recipient.user_id,
+                row.envelope_from,
+                row.recipient.address,
+                row.peer,
+                row.raw,
+                len(row.raw),
+            )
+            for rows, row_ids in zip(messages, ids, strict=True)
+            for row, inbound_id in zip(rows, row_ids, strict=True)
+        ]
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(_INSERT_INBOUND, params)
+        return ids
+
+
+def _settle(done: asyncio.Future[list[uuid.UUID]], outcome: list[uuid.UUID] | BaseException) -> None:
+    if done.done():  # the SMTP session went away meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

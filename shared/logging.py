@@ -1,0 +1,59 @@
+"""One structlog setup for every service, also formatting the standard-library logs of aiosmtpd, dramatiq and
+uvicorn. JSON when stderr is not a terminal (containers, CI), readable lines on a terminal.
+
+Context such as `inbound_id` is bound with `structlog.contextvars` and lands on every line of that unit of work.
+Nobody logs message bodies or secrets: log ids, sizes and reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+from structlog.types import Processor
+
+
+def configure_logging(
+    service: str, *, level: str = "INFO", log_format: Literal["auto", "json", "console"] = "auto"
+) -> None:
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.CallsiteParameterAdder({structlog.processors.CallsiteParameter.PROCESS}),
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.processors.format_exc_info,
+            lambda _logger, _name, event: {"service": service, **event},
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Their own handlers would print every line twice, in another format.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "dramatiq", "mail.log", "mail.debug"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # aiosmtpd logs every SMTP line at INFO, including envelope data: keep it to warnings.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mailparser").setLevel(logging.WARNING)

@@ -1,0 +1,249 @@
+"""The database schema. Every table carries `account_id`: it is the tenancy boundary and the future shard key."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 -- SQLAlchemy reads this class attribute as declared
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        list[dict[str, Any]]: JSONB,
+    }
+
+
+def _new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Id:
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_new_id)
+
+
+class Created:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+def account_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+
+
+class Account(Id, Created, Base):
+    __tablename__ = "accounts"
+
+    name: Mapped[str] = mapped_column(String(200))
+    # Per-account matcher settings (sub-address folding, people cap, organizations, blocklist, ...).
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class TokenScope(enum.StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+class ApiToken(Id, Created, Base):
+    __tablename__ = "api_tokens"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    # SHA-256 of the token: a leaked database does not leak working credentials.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16), default=TokenScope.admin.value)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    revoked_at: Mapped[datetime | None]
+
+
+class User(Id, Created, Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("account_id", "email"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    # The random local part of the user's Smart-BCC address; globally unique because RCPT has no account yet.
+    bcc_local_part: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class InboundStatus(enum.StrEnum):
+    received = "received"  # committed by the gateway, waiting for the matcher
+    processed = "processed"
+    failed = "failed"  # the matcher gave up after its retries; last_error says why
+
+
+class InboundMessage(Id, Base):
+    """The raw message exactly as the gateway accepted it: the durable record behind every `250`."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        # The recovery sweep reads only what is still waiting; a partial index keeps that cheap at any volume.
+        Index(
+            "ix_inbound_messages_waiting",
+            "received_at",
+            postgresql_where=text("status = 'received'"),
+        ),
+    )
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    envelope_from: Mapped[str] = mapped_column(Text)
+    envelope_to: Mapped[str] = mapped_column(Text)
+    peer: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    status: Mapped[str] = mapped_column(String(16), default=InboundStatus.received.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None]
+    message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
+
+
+class Thread(Id, Created, Base):
+    __tablename__ = "threads"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    subject: Mapped[str | None] = mapped_column(Text)
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL", use_alter=True))
+    last_message_at: Mapped[datetime | None]
+
+
+class ThreadKey(Base):
+    """Every Message-ID a thread knows: its messages' own and the ones they reference (JWZ's "containers").
+
+    A referenced id that has not arrived yet is kept here, so its message joins the same thread when it comes;
+    the primary key makes two workers that meet the same id agree on one thread.
+    """
+
+    __tablename__ = "thread_keys"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    message_id_header: Mapped[str] = mapped_column(Text, primary_key=True)
+    thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+
+
+class Direction(enum.StrEnum):
+    outbound = "outbound"  # the user sent it (the BCC copy)
+    inbound = "inbound"  # someone else wrote it
+
+
+class Message(Id, Created, Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("account_id", "message_id_header"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id"), index=True)
+    # Normalized Message-ID without angle brackets; a hash of the raw bytes when the header is missing.
+    message_id_header: Mapped[str] = mapped_column(Text)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    subject: Mapped[str | None] = mapped_column(Text)
+    from_name: Mapped[str | None] = mapped_column(Text)
+    from_address: Mapped[str | None] = mapped_column(Text)
+    to: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
+    cc: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
+    sent_at: Mapped[datetime | None]
+    direction: Mapped[str] = mapped_column(String(16))
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    # What the parser could not read cleanly (broken boundaries, unknown charsets, ...), for people to see.
+    defects: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+
+
+class Attachment(Id, Created, Base):
+    __tablename__ = "attachments"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    content_id: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Person(Id, Created, Base):
+    __tablename__ = "persons"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    name: Mapped[str] = mapped_column(Text)
+    # Provenance: "api" or "email"; for e-mail, the rule and the message that made it, so it can be undone.
+    created_from: Mapped[str] = mapped_column(String(16), default="api")
+    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
+    )
+
+
+class PersonEmail(Id, Base):
+    __tablename__ = "person_emails"
+    # One person per address and account: two workers meeting the same new address create one person.
+    __table_args__ = (UniqueConstraint("account_id", "address"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(Text)
+
+
+class DealStatus(enum.StrEnum):
+    open = "open"
+    won = "won"
+    lost = "lost"
+
+
+class Deal(Id, Created, Base):
+    __tablename__ = "deals"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    title: Mapped[str] = mapped_column(Text)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(8), default=DealStatus.open.value)
+    value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+
+
+class MessagePerson(Base):
+    """A person a message involves, and in which role (from, to, cc)."""
+
+    __tablename__ = "message_persons"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(8), primary_key=True)

