@@ -43,7 +43,7 @@ def embedded_servers(data_dir: Path, *, with_redis: bool = True) -> Iterator[Emb
         if not with_redis:
             yield EmbeddedUrls(database_url=database_url, redis_url=None)
             return
-        with _redis_server(data_dir / "redis") as redis_url:
+        with redis_server(data_dir / "redis") as redis_url:
             yield EmbeddedUrls(database_url=database_url, redis_url=redis_url)
     finally:
         postgres.cleanup()
@@ -58,7 +58,7 @@ def _ensure_database(postgres: PostgresServer) -> str:
 
 
 @contextlib.contextmanager
-def _redis_server(redis_dir: Path) -> Iterator[str]:
+def redis_server(redis_dir: Path) -> Iterator[str]:
     redis_dir.mkdir(parents=True, exist_ok=True)
     state_file = redis_dir / "server.json"
     running = _running_redis(state_file)

@@ -67,6 +67,8 @@ class _Field(Enum):
     OTHER = "other"  # recognized so that a header block is not cut short, otherwise ignored
 
 
+# Dense word lists read better as paragraphs than one entry per line.
+# fmt: off
 _HEADER_LABELS: dict[_Field, tuple[str, ...]] = {
     _Field.FROM: (
         "From", "Od", "Fra", "Frá", "Von", "De", "De la", "Lähettäjä", "Šalje", "Pošiljatelj", "Feladó", "Da",
@@ -180,6 +182,7 @@ _ATTRIBUTION_TEMPLATES: tuple[str, ...] = (
     "{who}, {date} tarihinde şunu yazdı:",  # tr
 )
 _ON_BEHALF_OF = ("on behalf of", "im Auftrag von", "de la part de", "en nombre de", "per conto di", "namens")
+# fmt: on
 
 # --------------------------------------------------------------------------------------------------------------
 # Compiled forms of the tables.
@@ -196,8 +199,8 @@ def _label_pattern(label: str) -> str:
 
 _LABEL_TO_FIELD: dict[str, _Field] = {_fold(lbl): fld for fld, lbls in _HEADER_LABELS.items() for lbl in lbls}
 _LABEL_ALTERNATION = "|".join(
-    _label_pattern(label) for label in sorted({lbl for lbls in _HEADER_LABELS.values() for lbl in lbls}, key=len,
-                                              reverse=True)
+    _label_pattern(label)
+    for label in sorted({lbl for lbls in _HEADER_LABELS.values() for lbl in lbls}, key=len, reverse=True)
 )
 # "From: x", "*From:* x" (Outlook's bold labels rendered as text), "Objet : x", "件名：x".
 _HEADER_LINE = re.compile(
@@ -213,11 +216,14 @@ _DASH_RUN = re.compile(r"^-{2,}")
 _GENERIC_DASHED = re.compile(r"^-{2,}[ \t]*(?P<phrase>[^-\s][^-]*?)[ \t]*-{2,}[ \t]*(?P<rest>.*)$")
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*(?P<prefix>[^\s:：\[\]]{1,12}?)\s*[:：]\s*")
 
+# Quantifiers are bounded by RFC 5321's length limits so that a huge garbage line cannot make a search
+# quadratic.
 _EMAIL_CHARS = r"[^\s<>\[\]()\"',;:]"
-_BARE_ADDRESS = re.compile(rf"(?:mailto:)?({_EMAIL_CHARS}+@{_EMAIL_CHARS}+)", re.IGNORECASE)
-_ANGLE_ADDRESS = re.compile(r"<\s*(?:mailto:)?([^<>\s]*@[^<>\s]*)\s*>", re.IGNORECASE)
-_OTHER_BRACKET_ADDRESS = re.compile(r"[\[(]\s*<?\s*(?:mailto:)?([^\[\]()<>\s]*@[^\[\]()<>\s]*)\s*>?\s*[\])]",
-                                    re.IGNORECASE)
+_BARE_ADDRESS = re.compile(rf"(?:mailto:)?({_EMAIL_CHARS}{{1,64}}@{_EMAIL_CHARS}{{1,255}})", re.IGNORECASE)
+_ANGLE_ADDRESS = re.compile(r"<\s*(?:mailto:)?([^<>\s]{0,64}@[^<>\s]{0,255})\s*>", re.IGNORECASE)
+_OTHER_BRACKET_ADDRESS = re.compile(
+    r"[\[(]\s*<?\s*(?:mailto:)?([^\[\]()<>\s]{0,64}@[^\[\]()<>\s]{0,255})\s*>?\s*[\])]", re.IGNORECASE
+)
 _GLUED_MAILTO = re.compile(r"(?<=\S)<mailto:([^<>\s]*)>", re.IGNORECASE)
 _SPACED_MAILTO = re.compile(r"[<\[]mailto:([^<>\[\]\s]*)[>\]]", re.IGNORECASE)
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("«", "»"), ("„", "”"), ("„", "“"), ("“", "”"))
@@ -359,7 +365,7 @@ def _split_lines(text: str) -> list[_Line]:
         if match is None:
             lines.append(_Line(raw=raw, depth=0, text=raw))
         else:
-            lines.append(_Line(raw=raw, depth=match.group(0).count(">"), text=raw[match.end():]))
+            lines.append(_Line(raw=raw, depth=match.group(0).count(">"), text=raw[match.end() :]))
     return lines
 
 
@@ -372,7 +378,7 @@ def _classify_subject(subject: str | None) -> tuple[_SubjectKind, str | None]:
         return _SubjectKind.NEUTRAL, stripped
     prefix = match.group("prefix").casefold()
     if prefix in _FORWARD_SUBJECT_PREFIXES:
-        return _SubjectKind.FORWARD, stripped[match.end():].strip()
+        return _SubjectKind.FORWARD, stripped[match.end() :].strip()
     if prefix in _REPLY_SUBJECT_PREFIXES:
         return _SubjectKind.REPLY, stripped
     return _SubjectKind.NEUTRAL, stripped
@@ -403,7 +409,7 @@ def _banner(text: str) -> tuple[_Marker, str] | None:
     dashes = _DASH_RUN.match(text)
     if dashes is None:
         return None
-    after = text[dashes.end():].lstrip()
+    after = text[dashes.end() :].lstrip()
     folded = _fold(after)
     for phrases, marker in ((_FOLDED_FORWARD_PHRASES, _Marker.BANNER), (_FOLDED_ORIGINAL_PHRASES, _Marker.ORIGINAL)):
         for phrase in phrases:
@@ -423,10 +429,10 @@ def _skip_phrase(after: str, folded_phrase: str) -> str | None:
     match = re.match(r"^(?:\S+\s*){%d}" % words, after)  # noqa: UP031 - a regex quantifier, not a message
     if match is None:
         return None
-    closing = re.match(r"^\s*-{2,}[ \t]*", after[match.end():])
+    closing = re.match(r"^\s*-{2,}[ \t]*", after[match.end() :])
     if closing is None:
         return None
-    return after[match.end() + closing.end():]
+    return after[match.end() + closing.end() :]
 
 
 def _read_candidate(
@@ -536,7 +542,7 @@ def _recover_colonless_labels(fields: dict[_Field, str]) -> None:
             match = glued.search(value)
             if match is not None and not value[match.start() - 1].islower():
                 fields[field] = value[: match.start()].strip()
-                fields[missing] = value[match.end():].strip()
+                fields[missing] = value[match.end() :].strip()
                 break
 
 
@@ -639,8 +645,8 @@ def _split_mailbox_list(text: str) -> list[str]:
 
     merged: list[str] = []
     carry = ""
-    for piece, separator in pieces:
-        piece = carry + piece  # noqa: PLW2901 - accumulating a name that contained a comma
+    for raw, separator in pieces:
+        piece = carry + raw
         carry = ""
         if separator == "," and "@" not in piece and piece.strip():
             carry = piece + ","  # "Doe, John <john@x>" lost its comma to the split; put it back
@@ -661,13 +667,13 @@ def _parse_mailbox(piece: str) -> ForwardedAddress | None:
         address = match.group(1)
         name = _clean_name(text[: match.start()])
         if name is None and match.start() == 0:
-            name = _clean_name(text[match.end():])  # "<x@y> (Name)"
+            name = _clean_name(text[match.end() :])  # "<x@y> (Name)"
     else:
         bare = _BARE_ADDRESS.search(text)
         if bare is None:
             return ForwardedAddress(name=_clean_name(text), address=None)
         address = bare.group(1)
-        name = _clean_name(text[: bare.start()] + text[bare.end():])
+        name = _clean_name(text[: bare.start()] + text[bare.end() :])
     address = address.strip().strip(".")
     if name is not None and name.casefold() == address.casefold():
         name = None
@@ -683,7 +689,7 @@ def _clean_name(text: str) -> str | None:
         changed = False
         for opening, closing in _QUOTE_PAIRS:
             if name.startswith(opening) and name.endswith(closing) and len(name) >= 2:
-                name = name[len(opening): -len(closing)].strip()
+                name = name[len(opening) : -len(closing)].strip()
                 changed = True
     return name.replace('\\"', '"') or None
 

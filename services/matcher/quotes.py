@@ -140,8 +140,11 @@ def _alternation(fragments: tuple[str, ...]) -> str:
 _FLAGS = re.IGNORECASE | re.UNICODE
 
 _VERB = _alternation(_WROTE_VERBS)
-_WORD_BOUNDARY_L = r"(?<![^\W\d_])"
-_WORD_BOUNDARY_R = r"(?![^\W\d_])"
+# Only alphabetic scripts need word boundaries; CJK verbs follow the name
+# directly ("…周一写道：").
+_ALPHABETIC = r"a-zA-Z\u00C0-\u024F\u0370-\u03FF\u0400-\u04FF"
+_WORD_BOUNDARY_L = rf"(?<![{_ALPHABETIC}])"
+_WORD_BOUNDARY_R = rf"(?![{_ALPHABETIC}])"
 
 # Attribution ending with a verb: "On ..., Bob <b@x> wrote:".
 _RE_ENDS_WITH_VERB = re.compile(
@@ -189,6 +192,9 @@ _RE_DEVICE_SIGNATURE = re.compile(
 _RE_SIGNATURE_DELIMITER = re.compile(r"^--[ \t]*$")
 # Lines made of decoration only ("-----", "_____", "ᐧ"): never content.
 _RE_SEPARATOR_ONLY = re.compile(r"^[\s\-_=~*#+.•·ᐧ—–]+$")
+_RE_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_RE_FOOTER_RULE = re.compile(r"^(?:_{2,}|[—–]+)$")
+_MAX_FOOTER_LINES = 6
 _RE_QUOTE_PREFIX = re.compile(r"^[ \t]*((?:>[ \t]?)+)")
 _RE_DECORATION_EDGES = re.compile(r"^[\s*_=~—–-]+|[\s*_=~—–-]+$")
 
@@ -229,12 +235,16 @@ class _Header:
 
 
 def _parse_line(raw: str) -> _Line:
-    match = _RE_QUOTE_PREFIX.match(raw)
+    # Direction marks and zero-width characters (Hebrew/Arabic Gmail
+    # headers, tracking characters) are invisible and must not defeat the
+    # end-of-line patterns.
+    visible = _RE_INVISIBLE.sub("", raw)
+    match = _RE_QUOTE_PREFIX.match(visible)
     if match:
         depth = match.group(1).count(">")
-        content = raw[match.end():].strip()
+        content = visible[match.end():].strip()
         return _Line(raw, depth, content, _Kind.QUOTE)
-    content = raw.strip()
+    content = visible.strip()
     if not content:
         return _Line(raw, 0, "", _Kind.EMPTY)
     if _RE_SEPARATOR_ONLY.match(content):
@@ -327,9 +337,9 @@ def _find_attributions(lines: list[_Line]) -> list[_Header]:
                 smallest = start
             if size == 1 or _looks_like_header_start(window[0].content):
                 best = start
-        start = best if best is not None else smallest
-        if start is not None:
-            headers.append(_Header(start, end, interleavable=True))
+        chosen = best if best is not None else smallest
+        if chosen is not None:
+            headers.append(_Header(chosen, end, interleavable=True))
             claimed_until = end
     return headers
 
@@ -436,7 +446,9 @@ def _has_answer_after(lines: list[_Line], i: int, headers: dict[int, _Header]) -
     """Is there unquoted text between position i and the next history marker?"""
     for j in range(i, len(lines)):
         line = lines[j]
-        if j in headers or _RE_SIGNATURE_DELIMITER.match(line.raw.strip("\n")):
+        # A rule line after the quote introduces a list footer or a
+        # signature, not an answer.
+        if j in headers or line.kind is _Kind.SEPARATOR or _RE_SIGNATURE_DELIMITER.match(line.raw):
             return False
         if line.kind is _Kind.TEXT:
             return not _is_device_signature(line.content)
@@ -473,12 +485,30 @@ def _drop_history(lines: list[_Line], headers: dict[int, _Header]) -> list[_Line
     return kept
 
 
+def _is_footer_rule(lines: list[_Line], i: int) -> bool:
+    """An underscore or em-dash rule followed by a few short closing lines.
+
+    Mailing-list footers ("____ / foo mailing list / foo@lists...") and
+    signature cards look like this; ASCII "----"/"====" rules are left
+    alone because people use them as headings inside their text.
+    """
+    if lines[i].kind is not _Kind.SEPARATOR or not _RE_FOOTER_RULE.match(lines[i].content):
+        return False
+    tail = [line for line in lines[i + 1:] if line.kind is not _Kind.EMPTY]
+    return (
+        0 < len(tail) <= _MAX_FOOTER_LINES
+        and all(line.kind is _Kind.TEXT and len(line.content) <= 100 for line in tail)
+    )
+
+
 def _drop_signature(lines: list[_Line]) -> list[_Line]:
     for i, line in enumerate(lines):
         if line.depth:
             continue
-        if _RE_SIGNATURE_DELIMITER.match(line.raw) or (
-            line.kind is _Kind.TEXT and _is_device_signature(line.content)
+        if (
+            _RE_SIGNATURE_DELIMITER.match(line.raw)
+            or (line.kind is _Kind.TEXT and _is_device_signature(line.content))
+            or _is_footer_rule(lines, i)
         ):
             return lines[:i]
     return lines
@@ -503,7 +533,13 @@ def _normalise_newlines(text: str) -> str:
 
 
 def extract_new_text(text: str) -> str:
-    """The reply's own text: quoted history ("On … wrote:", ">"-quotes, Outlook "-----Original Message-----"/"From: … Sent: …" blocks, in many languages), and the trailing signature ("-- ", "Sent from my iPhone", …) removed; trimmed of surrounding blank lines."""
+    """The reply's own text.
+
+    Quoted history ("On … wrote:", ">"-quotes, Outlook
+    "-----Original Message-----"/"From: … Sent: …" blocks, in many
+    languages) and the trailing signature ("-- ", "Sent from my iPhone", …)
+    are removed; the result is trimmed of surrounding blank lines.
+    """
     lines = [_parse_line(raw) for raw in _normalise_newlines(text).split("\n")]
     lines = _rejoin_wrapped_quotes(lines)
     headers = _find_headers(lines)
@@ -539,8 +575,11 @@ class _TextExtractor(HTMLParser):
         self._pre_depth = 0
 
     def _flush(self, force_blank: bool = False) -> None:
-        text = "".join(self._current).strip()
-        if text:
+        text = "".join(self._current).rstrip()
+        # Indentation is meaningful inside <pre> (code, aligned tables).
+        if not self._pre_depth:
+            text = text.lstrip()
+        if text.strip():
             self.lines.append((self._current_depth, text))
         elif force_blank:
             self.lines.append((self._quote_depth, ""))
@@ -616,7 +655,12 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body (block elements → newlines, blockquotes kept as '>'-quoted lines so extract_new_text can remove them, entities decoded, script/style dropped)."""
+    """Readable plain text from an HTML body.
+
+    Block elements become newlines, blockquotes are kept as '>'-quoted lines
+    so extract_new_text can remove them, entities are decoded and
+    script/style are dropped.
+    """
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()

@@ -47,7 +47,7 @@ def run(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    pool = AsyncConnectionPool(libpq_url(settings.require_database_url()), min_size=2, max_size=8, open=False)
+    pool = AsyncConnectionPool(libpq_url(settings.require_database_url()), min_size=2, max_size=8, timeout=5, open=False)
     await pool.open()
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
     store = InboundStore(pool)
