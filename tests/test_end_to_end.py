@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import InboundMessage
 from tests.conftest import Tenant
-from tests.support.stack import Stack, make_mail, send, wait_for
+from tests.support.stack import Stack, make_mail, send, wait_for, wire_bytes
 
 PDF_BYTES = b"%PDF-1.4\n\x00\xff\xfe binary \r\n content\x00"
 
@@ -127,5 +127,4 @@ def test_queued_id_names_the_stored_raw_message(stack: Stack, tenant: Tenant, se
         assert inbound.account_id == tenant.account_id
         assert inbound.envelope_from == "bounce@acme.example"
         assert inbound.envelope_to == tenant.bcc_address
-        # Byte for byte, but for the line endings SMTP itself prescribes.
-        assert inbound.raw.replace(b"\r\n", b"\n").rstrip() == mail.as_bytes().replace(b"\r\n", b"\n").rstrip()
+        assert inbound.raw == wire_bytes(mail)

@@ -67,6 +67,33 @@ class _Field(Enum):
     OTHER = "other"  # recognized so that a header block is not cut short, otherwise ignored
 
 
+class _SubjectKind(Enum):
+    ABSENT = "absent"
+    NEUTRAL = "neutral"
+    FORWARD = "forward"
+    REPLY = "reply"
+
+
+class _Marker(Enum):
+    BANNER = "banner"  # says "forwarded" in so many words
+    ORIGINAL = "original"  # "Original Message": a reply or a forward
+    DASHED = "dashed"  # an unknown phrase between dashes, trusted only with a full header block under it
+    RULE = "rule"  # Outlook's underscore rule
+    HEADERS = "headers"  # a header block with nothing above it
+    ATTRIBUTION = "attribution"  # "On <date>, <who> wrote:"
+
+
+# How much a marker alone says about "this is a forward"; header quality and the subject adjust it.
+_MARKER_CONFIDENCE: dict[_Marker, float] = {
+    _Marker.BANNER: 0.9,
+    _Marker.ORIGINAL: 0.65,
+    _Marker.DASHED: 0.65,
+    _Marker.RULE: 0.65,
+    _Marker.HEADERS: 0.6,
+    _Marker.ATTRIBUTION: 0.6,
+}
+
+
 # Dense word lists read better as paragraphs than one entry per line.
 # fmt: off
 _HEADER_LABELS: dict[_Field, tuple[str, ...]] = {
@@ -181,6 +208,7 @@ _ATTRIBUTION_TEMPLATES: tuple[str, ...] = (
     "{date} používateľ {who} napísal:",  # sk
     "{who}, {date} tarihinde şunu yazdı:",  # tr
 )
+_MERIDIEMS = frozenset(("am", "pm", "a.m.", "p.m."))
 _ON_BEHALF_OF = ("on behalf of", "im Auftrag von", "de la part de", "en nombre de", "per conto di", "namens")
 # fmt: on
 
@@ -202,9 +230,11 @@ _LABEL_ALTERNATION = "|".join(
     _label_pattern(label)
     for label in sorted({lbl for lbls in _HEADER_LABELS.values() for lbl in lbls}, key=len, reverse=True)
 )
-# "From: x", "*From:* x" (Outlook's bold labels rendered as text), "Objet : x", "件名：x".
+# "From: x", "*From:* x" (Outlook's bold labels rendered as text), "Objet : x", "件名：x". Matched against
+# left-stripped lines: a leading `\s*` here would retry the whole alternation at every position of a long
+# run of blanks.
 _HEADER_LINE = re.compile(
-    rf"^\s*\*{{0,2}}(?P<label>{_LABEL_ALTERNATION})\*{{0,2}}[ \t]*[:：]\*{{0,2}}[ \t]*(?P<value>.*)$",
+    rf"^\*{{0,2}}(?P<label>{_LABEL_ALTERNATION})\*{{0,2}}[ \t]*[:：]\*{{0,2}}[ \t]*(?P<value>.*)$",
     re.IGNORECASE,
 )
 _INLINE_LABEL = re.compile(rf"(?P<label>{_LABEL_ALTERNATION})[ \t]?[:：]", re.IGNORECASE)
@@ -229,7 +259,7 @@ _SPACED_MAILTO = re.compile(r"[<\[]mailto:([^<>\[\]\s]*)[>\]]", re.IGNORECASE)
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("«", "»"), ("„", "”"), ("„", "“"), ("“", "”"))
 
 _WHO = (
-    r"(?P<who>(?:\"[^\"\n]+\"|«[^»\n]+»|„[^”“\n]+[”“]|'[^'\n]+'|[^\s,<>\[\]()\"«»„”][^,<>\[\]()\"«»„”\n]*?)?"
+    r"(?P<who>(?:\"[^\"\n]+\"|«[^»\n]+»|„[^”“\n]+[”“]|'[^'\n]+'|[^\s\d,<>\[\]()\"«»„”][^\d,<>\[\]()\"«»„”\n]*?)?"
     r"\s*(?:<[^<>\s]+@[^<>\s]+>|\[[^\[\]\s]+@[^\[\]\s]+\]|\(\s*<?[^()<>\s]+@[^()<>\s]+>?\s*\)))"
 )
 
@@ -257,42 +287,41 @@ def _compile_attribution(template: str) -> re.Pattern[str]:
 
 
 _ATTRIBUTIONS = tuple(_compile_attribution(t) for t in _ATTRIBUTION_TEMPLATES)
-_FOLDED_FORWARD_PHRASES = tuple(_fold(p) for p in _DASHED_FORWARD_PHRASES)
-_FOLDED_ORIGINAL_PHRASES = tuple(_fold(p) for p in _DASHED_ORIGINAL_PHRASES)
+
+
+def _dashed_phrase(phrase: str) -> re.Pattern[str]:
+    # The phrase, then the closing dashes; Outlook writes "-----Original Message-----" without spaces.
+    return re.compile(rf"^{_label_pattern(phrase)}[ \t]*-{{2,}}[ \t]*", re.IGNORECASE)
+
+
+_DASHED_PHRASES: tuple[tuple[re.Pattern[str], _Marker], ...] = (
+    *((_dashed_phrase(p), _Marker.BANNER) for p in _DASHED_FORWARD_PHRASES),
+    *((_dashed_phrase(p), _Marker.ORIGINAL) for p in _DASHED_ORIGINAL_PHRASES),
+)
 _FOLDED_INTRO_PHRASES = frozenset(_fold(p) for p in _INTRO_PHRASES)
+
+
+def _glued_colonless(field: _Field) -> re.Pattern[str]:
+    # A label glued to the previous value with no colon: a long label may follow any non-blank character
+    # ("CETAssunto x"), but a short one ("Dw", "An", "A") is ordinary text unless it follows the ">" that closes
+    # an address.
+    labels = _HEADER_LABELS[field]
+    long_labels = "|".join(_label_pattern(lbl) for lbl in labels if len(lbl) >= 4)
+    short_labels = "|".join(_label_pattern(lbl) for lbl in labels if len(lbl) < 4)
+    alternatives = [f"(?<=\\S)(?:{long_labels})"] if long_labels else []
+    if short_labels:
+        alternatives.append(f"(?<=>)(?:{short_labels})")
+    return re.compile(f"(?:{'|'.join(alternatives)})\\s+")
+
+
+_GLUED_COLONLESS_LABELS = {field: _glued_colonless(field) for field in (_Field.CC, _Field.DATE, _Field.SUBJECT)}
+_MAX_ATTRIBUTION_LENGTH = 600  # two wrapped lines at most; longer lines are prose
 _ADDRESS_FIELDS = (_Field.FROM, _Field.TO, _Field.CC, _Field.BCC, _Field.REPLY_TO)
 _CORE_FIELDS = (_Field.FROM, _Field.TO, _Field.CC, _Field.DATE, _Field.SUBJECT)
 
 # --------------------------------------------------------------------------------------------------------------
 # Parsing.
 # --------------------------------------------------------------------------------------------------------------
-
-
-class _SubjectKind(Enum):
-    ABSENT = "absent"
-    NEUTRAL = "neutral"
-    FORWARD = "forward"
-    REPLY = "reply"
-
-
-class _Marker(Enum):
-    BANNER = "banner"  # says "forwarded" in so many words
-    ORIGINAL = "original"  # "Original Message": a reply or a forward
-    DASHED = "dashed"  # an unknown phrase between dashes, trusted only with a full header block under it
-    RULE = "rule"  # Outlook's underscore rule
-    HEADERS = "headers"  # a header block with nothing above it
-    ATTRIBUTION = "attribution"  # "On <date>, <who> wrote:"
-
-
-# How much a marker alone says about "this is a forward"; header quality and the subject adjust it.
-_MARKER_CONFIDENCE: dict[_Marker, float] = {
-    _Marker.BANNER: 0.9,
-    _Marker.ORIGINAL: 0.65,
-    _Marker.DASHED: 0.65,
-    _Marker.RULE: 0.65,
-    _Marker.HEADERS: 0.6,
-    _Marker.ATTRIBUTION: 0.6,
-}
 
 
 @dataclass(frozen=True)
@@ -313,6 +342,7 @@ class _Candidate:
 class _HeaderBlock:
     fields: dict[_Field, str]
     end: int  # index of the first line after the block
+    depth: int  # quote depth of the header lines
 
 
 def parse_forwarded(body: str, subject: str | None = None) -> ForwardParse:
@@ -342,7 +372,12 @@ def parse_forwarded(body: str, subject: str | None = None) -> ForwardParse:
     if banner is not None:
         # The client said "forwarded" but what follows is no header block we can read.
         email = ForwardedEmail(
-            subject=bare_subject, date=None, body=_extract_body(lines, banner.line + 1), from_=None, to=(), cc=()
+            subject=bare_subject,
+            date=None,
+            body=_extract_body(lines, banner.line + 1, lines[banner.line].depth),
+            from_=None,
+            to=(),
+            cc=(),
         )
         return ForwardParse(forwarded=True, message=_message(lines, banner.line), email=email, confidence=0.4)
     if subject_says_forward:
@@ -390,7 +425,7 @@ def _find_candidates(lines: list[_Line], *, weak: bool) -> list[_Candidate]:
     previous_is_header = False
     for index, line in enumerate(lines):
         text = line.text.strip()
-        is_header = _HEADER_LINE.match(line.text) is not None
+        is_header = _HEADER_LINE.match(line.text.lstrip()) is not None
         banner = _banner(text)
         if banner is not None:
             candidates.append(_Candidate(line=index, marker=banner[0], inline=banner[1]))
@@ -410,29 +445,14 @@ def _banner(text: str) -> tuple[_Marker, str] | None:
     if dashes is None:
         return None
     after = text[dashes.end() :].lstrip()
-    folded = _fold(after)
-    for phrases, marker in ((_FOLDED_FORWARD_PHRASES, _Marker.BANNER), (_FOLDED_ORIGINAL_PHRASES, _Marker.ORIGINAL)):
-        for phrase in phrases:
-            if folded.startswith(phrase):
-                rest = _skip_phrase(after, phrase)
-                if rest is not None:
-                    return marker, rest
+    for pattern, marker in _DASHED_PHRASES:
+        phrase = pattern.match(after)
+        if phrase is not None:
+            return marker, after[phrase.end() :]
     generic = _GENERIC_DASHED.match(text)
     if generic is not None and any(ch.isalpha() for ch in generic.group("phrase")):
         return _Marker.DASHED, generic.group("rest")
     return None
-
-
-def _skip_phrase(after: str, folded_phrase: str) -> str | None:
-    """What follows `folded_phrase` and its closing dashes in `after`, or None when no dashes close it."""
-    words = len(folded_phrase.split())
-    match = re.match(r"^(?:\S+\s*){%d}" % words, after)  # noqa: UP031 - a regex quantifier, not a message
-    if match is None:
-        return None
-    closing = re.match(r"^\s*-{2,}[ \t]*", after[match.end() :])
-    if closing is None:
-        return None
-    return after[match.end() + closing.end() :]
 
 
 def _read_candidate(
@@ -442,7 +462,7 @@ def _read_candidate(
     if candidate.inline:
         fields = _parse_inline_headers(candidate.inline)
         if fields:
-            block = _HeaderBlock(fields=fields, end=candidate.line + 1)
+            block = _HeaderBlock(fields=fields, end=candidate.line + 1, depth=lines[candidate.line].depth)
     if block is None:
         first = candidate.line if candidate.marker is _Marker.HEADERS else candidate.line + 1
         block = _parse_header_block(lines, _skip_blank(lines, first, limit=2))
@@ -454,7 +474,7 @@ def _read_candidate(
     email = ForwardedEmail(
         subject=fields.get(_Field.SUBJECT, bare_subject),
         date=fields.get(_Field.DATE) or None,
-        body=_extract_body(lines, block.end),
+        body=_extract_body(lines, block.end, block.depth),
         from_=from_[0] if from_ else None,
         to=_parse_mailboxes(fields.get(_Field.TO, "")),
         cc=_parse_mailboxes(fields.get(_Field.CC, "")),
@@ -486,7 +506,7 @@ def _parse_header_block(lines: list[_Line], start: int) -> _HeaderBlock | None:
     index = start
     while index < len(lines):
         text = lines[index].text
-        match = _HEADER_LINE.match(text)
+        match = _HEADER_LINE.match(text.lstrip())
         if match is not None:
             field = _LABEL_TO_FIELD.get(_fold(match.group("label")), _Field.OTHER)
             if field in fields and field is not _Field.OTHER:
@@ -498,7 +518,7 @@ def _parse_header_block(lines: list[_Line], start: int) -> _HeaderBlock | None:
         else:
             break
         index += 1
-    return _HeaderBlock(fields=fields, end=index) if fields else None
+    return _HeaderBlock(fields=fields, end=index, depth=lines[start].depth) if fields else None
 
 
 def _continues(text: str, field: _Field, value: str) -> bool:
@@ -533,11 +553,9 @@ def _parse_inline_headers(text: str) -> dict[_Field, str]:
 
 def _recover_colonless_labels(fields: dict[_Field, str]) -> None:
     """Some Yahoo locales drop the colon after a label ("... CETAssunto Subject text"): split those out."""
-    for missing in _CORE_FIELDS:
+    for missing, glued in _GLUED_COLONLESS_LABELS.items():
         if missing in fields:
             continue
-        labels = "|".join(_label_pattern(lbl) for lbl in _HEADER_LABELS[missing] if len(lbl) >= 4)
-        glued = re.compile(rf"(?<=\S)(?:{labels})\s+")
         for field, value in list(fields.items()):
             match = glued.search(value)
             if match is not None and not value[match.start() - 1].islower():
@@ -548,22 +566,26 @@ def _recover_colonless_labels(fields: dict[_Field, str]) -> None:
 
 def _read_attribution(lines: list[_Line], index: int, bare_subject: str | None) -> ForwardParse | None:
     text = lines[index].text.strip()
-    if not text:
+    if not text or len(text) > _MAX_ATTRIBUTION_LENGTH:
         return None
     # Some clients wrap a long attribution line; try it joined with the next one too.
     tries = [(text, index + 1)]
     if index + 1 < len(lines) and lines[index + 1].text.strip():
         tries.append((f"{text} {lines[index + 1].text.strip()}", index + 2))
     for candidate_text, body_start in tries:
+        # Every template names an address and ends with a colon: skip the regexes for ordinary lines.
+        if "@" not in candidate_text or not candidate_text.endswith((":", "：")):
+            continue
         for pattern in _ATTRIBUTIONS:
             match = pattern.match(candidate_text)
             if match is None:
                 continue
-            who = _parse_mailboxes(match.group("who"), single=True)
+            date, who_text = _split_meridiem(match.group("date").strip(" ,"), match.group("who"))
+            who = _parse_mailboxes(who_text, single=True)
             email = ForwardedEmail(
                 subject=bare_subject,
-                date=match.group("date").strip(" ,") or None,
-                body=_extract_body(lines, body_start),
+                date=date or None,
+                body=_extract_body(lines, body_start, lines[index].depth),
                 from_=who[0] if who else None,
                 to=(),
                 cc=(),
@@ -573,17 +595,26 @@ def _read_attribution(lines: list[_Line], index: int, bare_subject: str | None) 
     return None
 
 
+def _split_meridiem(date: str, who: str) -> tuple[str, str]:
+    """Gmail writes "On <date> at 9:31 AM John Doe <x@y> wrote:" with no comma before the name; the regex
+    cannot tell "AM" from a name, so move it back to the date."""
+    first, _, rest = who.strip().partition(" ")
+    if rest and first.casefold() in _MERIDIEMS:
+        return f"{date} {first}", rest
+    return date, who
+
+
 def _message(lines: list[_Line], marker_line: int) -> str | None:
     text = "\n".join(line.raw for line in lines[:marker_line]).strip()
     return text or None
 
 
-def _extract_body(lines: list[_Line], start: int) -> str:
+def _extract_body(lines: list[_Line], start: int, header_depth: int) -> str:
     region = lines[start:]
-    first = next((line for line in region if line.text.strip()), None)
-    # The quote depth of the first line is the depth at which the client quoted the whole forwarded message;
-    # deeper quotes belong to the original message itself and stay.
-    depth = first.depth if first is not None else 0
+    # The forwarded message was quoted as a whole at the depth of its headers (Apple Mail, MailMate), or only
+    # its body was (Missive): strip that much and keep deeper quotes, which belong to the original message.
+    body_depth = min((line.depth for line in region if line.text.strip()), default=0)
+    depth = max(header_depth, body_depth)
     stripped: list[str] = []
     for line in region:
         raw = line.raw

@@ -26,84 +26,248 @@ __all__ = ["extract_new_text", "html_to_text"]
 
 # Verbs that close an attribution line ("... wrote:").
 _WROTE_VERBS: tuple[str, ...] = (
-    r"wrote", r"writes", r"has written",
-    r"schrieb", r"geschrieben", r"schreef",
-    r"a\s+[ée]crit", r"[ée]crit",
-    r"escribi[óo]", r"ha\s+escrito", r"escreveu", r"escrevi",
-    r"ha\s+scritto", r"scrisse",
-    r"skrev", r"skrifaði", r"kirjoitti", r"kirjutas",
-    r"napisa[łl]\s*\(a\)", r"napisa[łl]a?", r"napsal[a]?", r"(?:je\s+)?napisao",
-    r"написал\s*\(а\)", r"написала?", r"написав", r"пише", r"писал",
-    r"[íi]rta", r"yazd[ıi]", r"ra[šs][ėe]", r"rakst[īi]ja", r"έγραψε", r"a\s+scris",
-    r"כתב", r"كتب", r"đã\s+viết", r"menulis",
-    r"写道", r"寫道", r"が書きました", r"のメッセージ", r"님이\s*작성",
+    r"wrote",
+    r"writes",
+    r"has written",
+    r"schrieb",
+    r"geschrieben",
+    r"schreef",
+    r"a\s+[ée]crit",
+    r"[ée]crit",
+    r"escribi[óo]",
+    r"ha\s+escrito",
+    r"escreveu",
+    r"escrevi",
+    r"ha\s+scritto",
+    r"scrisse",
+    r"skrev",
+    r"skrifaði",
+    r"kirjoitti",
+    r"kirjutas",
+    r"napisa[łl]\s*\(a\)",
+    r"napisa[łl]a?",
+    r"napsal[a]?",
+    r"napisao",
+    r"написал\s*\(а\)",
+    r"написала?",
+    r"написав",
+    r"пише",
+    r"писал",
+    r"[íi]rta",
+    r"yazd[ıi]",
+    r"ra[šs][ėe]",
+    r"rakst[īi]ja",
+    r"έγραψε",
+    r"a\s+scris",
+    r"כתב",
+    r"كتب",
+    r"đã\s+viết",
+    r"menulis",
+    r"写道",
+    r"寫道",
+    r"が書きました",
+    r"のメッセージ",
+    r"님이\s*작성",
 )
 
 # Words that start an attribution line.  Only used to decide how far up a
 # header wrapped over several lines reaches, never to detect one on its own.
 _LEAD_WORDS: tuple[str, ...] = (
-    r"on", r"am", r"le", r"el", r"il", r"in\s+data", r"op", r"em", r"den", r"dnia",
-    r"w\s+dniu", r"p[åa]", r"dne", r"at", r"в", r"у", r"在", r"於",
+    r"on",
+    r"am",
+    r"le",
+    r"el",
+    r"il",
+    r"in\s+data",
+    r"op",
+    r"em",
+    r"den",
+    r"dnia",
+    r"w\s+dniu",
+    r"p[åa]",
+    r"dne",
+    r"at",
+    r"в",
+    r"у",
+    r"在",
+    r"於",
 )
 
 # Outlook/webmail "From: ... Sent: ..." header keys, per field.
 _HEADER_KEYS: dict[str, tuple[str, ...]] = {
     "from": (
-        r"from", r"von", r"de", r"van", r"da", r"fr[åa]n", r"fra", r"fr[áa]", r"od",
-        r"от", r"від", r"l[äa]hett[äa]j[äa]", r"felad[óo]", r"kimden", r"afzender",
-        r"remetente", r"mittente", r"exp[ée]diteur", r"remitente", r"nadawca",
-        r"发件人", r"寄件者", r"差出人", r"보낸\s*사람",
+        r"from",
+        r"von",
+        r"de",
+        r"van",
+        r"da",
+        r"fr[åa]n",
+        r"fra",
+        r"fr[áa]",
+        r"od",
+        r"от",
+        r"від",
+        r"l[äa]hett[äa]j[äa]",
+        r"felad[óo]",
+        r"kimden",
+        r"afzender",
+        r"remetente",
+        r"mittente",
+        r"exp[ée]diteur",
+        r"remitente",
+        r"nadawca",
+        r"发件人",
+        r"寄件者",
+        r"差出人",
+        r"보낸\s*사람",
     ),
     "date": (
-        r"sent", r"date", r"gesendet", r"datum", r"envoy[ée](?:\s+le)?", r"verzonden",
-        r"inviato", r"data", r"enviado(?:\s+el)?", r"fecha", r"skickat", r"sendt",
-        r"l[äa]hetetty", r"wys[łl]ano", r"отправлено", r"дата", r"надіслано",
-        r"elk[üu]ldve", r"d[áa]tum", r"g[öo]nderildi", r"tarih", r"odesl[áa]no",
-        r"发送时间", r"日期", r"寄件日期", r"送信日時", r"보낸\s*날짜",
+        r"sent",
+        r"date",
+        r"gesendet",
+        r"datum",
+        r"envoy[ée](?:\s+le)?",
+        r"verzonden",
+        r"inviato",
+        r"data",
+        r"enviado(?:\s+el)?",
+        r"fecha",
+        r"skickat",
+        r"sendt",
+        r"l[äa]hetetty",
+        r"wys[łl]ano",
+        r"отправлено",
+        r"дата",
+        r"надіслано",
+        r"elk[üu]ldve",
+        r"d[áa]tum",
+        r"g[öo]nderildi",
+        r"tarih",
+        r"odesl[áa]no",
+        r"发送时间",
+        r"日期",
+        r"寄件日期",
+        r"送信日時",
+        r"보낸\s*날짜",
     ),
     "to": (
-        r"to", r"an", r"[àa]", r"aan", r"till", r"til", r"para", r"do", r"кому",
-        r"vastaanottaja", r"c[íi]mzett", r"komu", r"kime", r"destinataire",
-        r"destinatario", r"收件人", r"收件者", r"宛先", r"받는\s*사람",
+        r"to",
+        r"an",
+        r"[àa]",
+        r"aan",
+        r"till",
+        r"til",
+        r"para",
+        r"do",
+        r"кому",
+        r"vastaanottaja",
+        r"c[íi]mzett",
+        r"komu",
+        r"kime",
+        r"destinataire",
+        r"destinatario",
+        r"收件人",
+        r"收件者",
+        r"宛先",
+        r"받는\s*사람",
     ),
     "cc": (
-        r"cc", r"kopie", r"copie(?:\s+[àa])?", r"c[óo]pia", r"kopia", r"копия",
-        r"kopio", r"másolat", r"抄送", r"副本",
+        r"cc",
+        r"kopie",
+        r"copie(?:\s+[àa])?",
+        r"c[óo]pia",
+        r"kopia",
+        r"копия",
+        r"kopio",
+        r"másolat",
+        r"抄送",
+        r"副本",
     ),
     "subject": (
-        r"subject", r"betreff", r"objet", r"onderwerp", r"oggetto", r"[äa]mne", r"emne",
-        r"asunto", r"assunto", r"temat", r"тема", r"aihe", r"t[áa]rgy", r"p[řr]edm[ěe]t",
-        r"konu", r"sujet", r"主题", r"主旨", r"件名", r"제목",
+        r"subject",
+        r"betreff",
+        r"objet",
+        r"onderwerp",
+        r"oggetto",
+        r"[äa]mne",
+        r"emne",
+        r"asunto",
+        r"assunto",
+        r"temat",
+        r"тема",
+        r"aihe",
+        r"t[áa]rgy",
+        r"p[řr]edm[ěe]t",
+        r"konu",
+        r"sujet",
+        r"主题",
+        r"主旨",
+        r"件名",
+        r"제목",
     ),
     "reply-to": (
-        r"reply-to", r"risposta", r"antwort\s+an", r"r[ée]pondre\s+[àa]",
-        r"responder\s+a", r"beantwoorden",
+        r"reply-to",
+        r"risposta",
+        r"antwort\s+an",
+        r"r[ée]pondre\s+[àa]",
+        r"responder\s+a",
+        r"beantwoorden",
     ),
 }
 
 # Separator lines introducing quoted or forwarded history
 # ("-----Original Message-----", "Begin forwarded message:").
 _HISTORY_PHRASES: tuple[str, ...] = (
-    r"original\s+message", r"original\s+e-?mail", r"forwarded\s+message",
-    r"forwarded\s+e-?mail", r"begin\s+forwarded\s+message", r"reply\s+message",
-    r"urspr[üu]ngliche\s+nachricht", r"weitergeleitete\s+nachricht",
+    r"original\s+message",
+    r"original\s+e-?mail",
+    r"forwarded\s+message",
+    r"forwarded\s+e-?mail",
+    r"begin\s+forwarded\s+message",
+    r"reply\s+message",
+    r"urspr[üu]ngliche\s+nachricht",
+    r"weitergeleitete\s+nachricht",
     r"anfang\s+der\s+weitergeleiteten\s+nachricht",
-    r"mensaje\s+original", r"mensaje\s+reenviado",
-    r"mensagem\s+original", r"mensagem\s+encaminhada",
-    r"messaggio\s+originale", r"messaggio\s+inoltrato", r"inizio\s+messaggio\s+inoltrato",
-    r"message\s+d'origine", r"message\s+d’origine", r"message\s+original",
-    r"message\s+transf[ée]r[ée]", r"d[ée]but\s+du\s+message\s+(?:r[ée]exp[ée]di[ée]|transf[ée]r[ée])",
-    r"oorspronkelijk\s+bericht", r"origineel\s+bericht", r"doorgestuurd\s+bericht",
-    r"ursprungligt\s+meddelande", r"vidarebefordrat\s+meddelande",
-    r"opprinnelig\s+melding", r"videresendt\s+melding",
-    r"oprindelig\s+besked", r"videresendt\s+besked", r"videresendt\s+meddelelse",
-    r"alkuper[äa]inen\s+viesti", r"v[äa]litetty\s+viesti",
-    r"wiadomo[śs][ćc]\s+oryginalna", r"oryginalna\s+wiadomo[śs][ćc]",
+    r"mensaje\s+original",
+    r"mensaje\s+reenviado",
+    r"mensagem\s+original",
+    r"mensagem\s+encaminhada",
+    r"messaggio\s+originale",
+    r"messaggio\s+inoltrato",
+    r"inizio\s+messaggio\s+inoltrato",
+    r"message\s+d'origine",
+    r"message\s+d’origine",
+    r"message\s+original",
+    r"message\s+transf[ée]r[ée]",
+    r"d[ée]but\s+du\s+message\s+(?:r[ée]exp[ée]di[ée]|transf[ée]r[ée])",
+    r"oorspronkelijk\s+bericht",
+    r"origineel\s+bericht",
+    r"doorgestuurd\s+bericht",
+    r"ursprungligt\s+meddelande",
+    r"vidarebefordrat\s+meddelande",
+    r"opprinnelig\s+melding",
+    r"videresendt\s+melding",
+    r"oprindelig\s+besked",
+    r"videresendt\s+besked",
+    r"videresendt\s+meddelelse",
+    r"alkuper[äa]inen\s+viesti",
+    r"v[äa]litetty\s+viesti",
+    r"wiadomo[śs][ćc]\s+oryginalna",
+    r"oryginalna\s+wiadomo[śs][ćc]",
     r"przekazana\s+wiadomo[śs][ćc]",
-    r"исходное\s+сообщение", r"пересылаемое\s+сообщение", r"пересланное\s+сообщение",
-    r"původní\s+zpráva", r"přeposlaná\s+zpráva", r"eredeti\s+üzenet",
-    r"orijinal\s+mesaj", r"原始邮件", r"原始郵件", r"转发的邮件",
-    r"元のメッセージ", r"転送されたメッセージ", r"원본\s*메시지", r"전달된\s*메시지",
+    r"исходное\s+сообщение",
+    r"пересылаемое\s+сообщение",
+    r"пересланное\s+сообщение",
+    r"původní\s+zpráva",
+    r"přeposlaná\s+zpráva",
+    r"eredeti\s+üzenet",
+    r"orijinal\s+mesaj",
+    r"原始邮件",
+    r"原始郵件",
+    r"转发的邮件",
+    r"元のメッセージ",
+    r"転送されたメッセージ",
+    r"원본\s*메시지",
+    r"전달된\s*메시지",
 )
 
 # Whole-line "sent from my device" signatures.  Each pattern must match from
@@ -137,9 +301,17 @@ def _alternation(fragments: tuple[str, ...]) -> str:
     return "|".join(sorted(fragments, key=len, reverse=True))
 
 
-_FLAGS = re.IGNORECASE | re.UNICODE
+_FLAGS = re.IGNORECASE
 
-_VERB = _alternation(_WROTE_VERBS)
+
+def _first_characters(fragments: tuple[str, ...]) -> str:
+    # Each fragment starts with a literal or a [class]; a lookahead on the
+    # union lets the engine skip positions without trying every verb.
+    chars = "".join(f[1 : f.index("]")] if f.startswith("[") else f[0] for f in fragments)
+    return re.escape("".join(sorted(set(chars))))
+
+
+_VERB = rf"(?=[{_first_characters(_WROTE_VERBS)}])(?:{_alternation(_WROTE_VERBS)})"
 # Only alphabetic scripts need word boundaries; CJK verbs follow the name
 # directly ("…周一写道：").
 _ALPHABETIC = r"a-zA-Z\u00C0-\u024F\u0370-\u03FF\u0400-\u04FF"
@@ -147,22 +319,22 @@ _WORD_BOUNDARY_L = rf"(?<![{_ALPHABETIC}])"
 _WORD_BOUNDARY_R = rf"(?![{_ALPHABETIC}])"
 
 # Attribution ending with a verb: "On ..., Bob <b@x> wrote:".
-_RE_ENDS_WITH_VERB = re.compile(
-    rf"{_WORD_BOUNDARY_L}(?:{_VERB}){_WORD_BOUNDARY_R}\s*[:：]?$", _FLAGS
-)
+_RE_ENDS_WITH_VERB = re.compile(rf"{_WORD_BOUNDARY_L}(?:{_VERB}){_WORD_BOUNDARY_R}\s*[:：]?$", _FLAGS)
 # Verb somewhere inside: "Bob <b@x> schrieb am Di., 16. Aug. 2016 um 12:52 Uhr:".
 _RE_HAS_VERB = re.compile(rf"{_WORD_BOUNDARY_L}(?:{_VERB}){_WORD_BOUNDARY_R}", _FLAGS)
 _RE_EMAIL = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+", _FLAGS)
 # No verb at all: "ср, 30 апр. 2025 г. в 15:19, John Doe <doe@example.com>:".
-_RE_ENDS_WITH_ADDRESS = re.compile(
-    r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+\s*[>)\]]*\s*[:：]$", _FLAGS
-)
+_RE_ENDS_WITH_ADDRESS = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+\s*[>)\]]*\s*[:：]$", _FLAGS)
 # Old Gmail: "2016-03-03 17:21 GMT+01:00 Some One", "2013/7/20 bob <b@x>".
 _RE_ISO_DATE_LEAD = re.compile(
     r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*"
     r"(?P<gmt>GMT\s*[+-]\s*\d{1,2}:?\d{2})?\s*(?P<rest>.*)$",
     _FLAGS,
 )
+_RE_ISO_DATE_LEAD_QUICK = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b")
+_VERB_TAIL_CHARS = 40
+_ADDRESS_TAIL_CHARS = 160
+_DECORATION = " \t*_=~—–-"
 _RE_TIME = re.compile(r"\d{1,2}[:.h]\d{2}")
 _RE_NUMERIC_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 _RE_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
@@ -170,10 +342,7 @@ _RE_LEAD_WORD = re.compile(rf"^(?:{_alternation(_LEAD_WORDS)})(?=[\s,])", _FLAGS
 
 _RE_HEADER_KEY = re.compile(
     r"^\s*[*_]*\s*(?:"
-    + "|".join(
-        rf"(?P<{kind.replace('-', '_')}>{_alternation(keys)})"
-        for kind, keys in _HEADER_KEYS.items()
-    )
+    + "|".join(rf"(?P<{kind.replace('-', '_')}>{_alternation(keys)})" for kind, keys in _HEADER_KEYS.items())
     + r")\s*[*_]*\s*[:：]",
     _FLAGS,
 )
@@ -185,9 +354,7 @@ _RE_HISTORY_SEPARATOR = re.compile(
     r"(?P<post>\s*[*_=~-]*\s*[:：]?\s*)$",
     _FLAGS,
 )
-_RE_DEVICE_SIGNATURE = re.compile(
-    r"^(?:" + "|".join(_DEVICE_SIGNATURES) + r")", _FLAGS
-)
+_RE_DEVICE_SIGNATURE = re.compile(r"^(?:" + "|".join(_DEVICE_SIGNATURES) + r")", _FLAGS)
 # "-- " is the RFC 3676 signature delimiter; many clients drop the space.
 _RE_SIGNATURE_DELIMITER = re.compile(r"^--[ \t]*$")
 # Lines made of decoration only ("-----", "_____", "ᐧ"): never content.
@@ -196,7 +363,6 @@ _RE_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _RE_FOOTER_RULE = re.compile(r"^(?:_{2,}|[—–]+)$")
 _MAX_FOOTER_LINES = 6
 _RE_QUOTE_PREFIX = re.compile(r"^[ \t]*((?:>[ \t]?)+)")
-_RE_DECORATION_EDGES = re.compile(r"^[\s*_=~—–-]+|[\s*_=~—–-]+$")
 
 # Longest attribution we accept, and how many lines one may wrap over.
 _MAX_HEADER_CHARS = 400
@@ -242,7 +408,7 @@ def _parse_line(raw: str) -> _Line:
     match = _RE_QUOTE_PREFIX.match(visible)
     if match:
         depth = match.group(1).count(">")
-        content = visible[match.end():].strip()
+        content = visible[match.end() :].strip()
         return _Line(raw, depth, content, _Kind.QUOTE)
     content = visible.strip()
     if not content:
@@ -281,18 +447,19 @@ def _has_date_or_time(text: str) -> bool:
 
 
 def _is_attribution(text: str) -> bool:
-    text = _RE_DECORATION_EDGES.sub("", text)
+    text = text.strip(_DECORATION)
     if not text or len(text) > _MAX_HEADER_CHARS:
         return False
     dated = _has_date_or_time(text)
     has_email = bool(_RE_EMAIL.search(text))
-    if _RE_ENDS_WITH_VERB.search(text) and (dated or has_email):
-        # The verb alone ("wrote:") is only a tail of a wrapped header.
-        return len(_RE_ENDS_WITH_VERB.sub("", text).strip(" ,")) > 0
+    if _ends_with_verb(text) and (dated or has_email):
+        # The verb alone ("wrote:") is only the tail of a wrapped header.
+        head = text[:-_VERB_TAIL_CHARS] + _RE_ENDS_WITH_VERB.sub("", text[-_VERB_TAIL_CHARS:])
+        return bool(head.strip(" ,"))
     ends_with_colon = text.endswith((":", "："))
     if ends_with_colon and dated and _RE_HAS_VERB.search(text):
         return True
-    if dated and _RE_ENDS_WITH_ADDRESS.search(text):
+    if dated and _RE_ENDS_WITH_ADDRESS.search(text[-_ADDRESS_TAIL_CHARS:]):
         return True
     iso = _RE_ISO_DATE_LEAD.match(text)
     if iso:
@@ -302,9 +469,21 @@ def _is_attribution(text: str) -> bool:
     return False
 
 
+def _ends_with_verb(text: str) -> bool:
+    # The verb sits at the very end; searching only the tail keeps the big
+    # alternation from being tried at every position of a long line.
+    return bool(_RE_ENDS_WITH_VERB.search(text[-_VERB_TAIL_CHARS:]))
+
+
+def _may_end_header(content: str) -> bool:
+    """Cheap filter: every attribution ends with a colon or a verb, or is old Gmail's date line."""
+    content = content.strip(_DECORATION)
+    return content.endswith((":", "：")) or _ends_with_verb(content) or bool(_RE_ISO_DATE_LEAD_QUICK.match(content))
+
+
 def _looks_like_header_start(text: str) -> bool:
     """Could an attribution wrapped over several lines begin here?"""
-    text = _RE_DECORATION_EDGES.sub("", text)
+    text = text.strip(_DECORATION)
     if not text:
         return False
     if _RE_LEAD_WORD.match(text) and re.search(r"\d", text):
@@ -317,7 +496,7 @@ def _find_attributions(lines: list[_Line]) -> list[_Header]:
     headers: list[_Header] = []
     claimed_until = -1
     for end in range(len(lines)):
-        if lines[end].kind is _Kind.EMPTY:
+        if lines[end].kind is _Kind.EMPTY or not _may_end_header(lines[end].content):
             continue
         best: int | None = None
         smallest: int | None = None
@@ -325,7 +504,7 @@ def _find_attributions(lines: list[_Line]) -> list[_Header]:
             start = end - size + 1
             if start <= claimed_until or start < 0:
                 break
-            window = lines[start:end + 1]
+            window = lines[start : end + 1]
             if window[0].kind is _Kind.EMPTY:
                 continue
             joined = " ".join(line.content for line in window if line.content)
@@ -378,11 +557,7 @@ def _find_header_blocks(lines: list[_Line]) -> list[_Header]:
             j += 1
         if ("from" in kinds and len(kinds) >= 2) or len(kinds) >= 3:
             start = i
-            while (
-                start > 0
-                and lines[start - 1].kind is _Kind.TEXT
-                and _RE_KEY_VALUE.match(lines[start - 1].content)
-            ):
+            while start > 0 and lines[start - 1].kind is _Kind.TEXT and _RE_KEY_VALUE.match(lines[start - 1].content):
                 start -= 1
             blocks.append(_Header(start, last, interleavable=False))
         i = last + 1
@@ -468,9 +643,7 @@ def _drop_history(lines: list[_Line], headers: dict[int, _Header]) -> list[_Line
         if header is not None and lines[i].depth == 0:
             after_quote = _skip_quote_block(lines, header.end + 1)
             interleaved = (
-                header.interleavable
-                and after_quote > header.end + 1
-                and _has_answer_after(lines, after_quote, headers)
+                header.interleavable and after_quote > header.end + 1 and _has_answer_after(lines, after_quote, headers)
             )
             if not interleaved:
                 break
@@ -494,10 +667,9 @@ def _is_footer_rule(lines: list[_Line], i: int) -> bool:
     """
     if lines[i].kind is not _Kind.SEPARATOR or not _RE_FOOTER_RULE.match(lines[i].content):
         return False
-    tail = [line for line in lines[i + 1:] if line.kind is not _Kind.EMPTY]
-    return (
-        0 < len(tail) <= _MAX_FOOTER_LINES
-        and all(line.kind is _Kind.TEXT and len(line.content) <= 100 for line in tail)
+    tail = [line for line in lines[i + 1 :] if line.kind is not _Kind.EMPTY]
+    return 0 < len(tail) <= _MAX_FOOTER_LINES and all(
+        line.kind is _Kind.TEXT and len(line.content) <= 100 for line in tail
     )
 
 
@@ -553,12 +725,45 @@ def extract_new_text(text: str) -> str:
 # HTML
 # --------------------------------------------------------------------------
 
-_BLOCK_TAGS = frozenset({
-    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
-    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
-    "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
-    "tbody", "thead", "tfoot", "tr", "ul",
-})
+_BLOCK_TAGS = frozenset(
+    {
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "center",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
+    }
+)
 _SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "noscript", "template", "xml"})
 _VOID_TAGS = frozenset({"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base"})
 _HR_TEXT = "_" * 32

@@ -47,7 +47,16 @@ def run(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    pool = AsyncConnectionPool(libpq_url(settings.require_database_url()), min_size=2, max_size=8, timeout=5, open=False)
+    pool = AsyncConnectionPool(
+        libpq_url(settings.require_database_url()),
+        min_size=2,
+        max_size=8,
+        # A connection the server dropped (restart, failover) is replaced before use instead of failing a session.
+        check=AsyncConnectionPool.check_connection,
+        # Past this, the session gets a 4xx and the sender retries: better than holding it open indefinitely.
+        timeout=5,
+        open=False,
+    )
     await pool.open()
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
     store = InboundStore(pool)

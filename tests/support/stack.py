@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import os
 import signal
 import smtplib
@@ -173,9 +174,14 @@ def make_mail(
     return mail
 
 
+def wire_bytes(mail: EmailMessage) -> bytes:
+    """The message with CRLF line ends, as SMTP carries it (smtplib sends bytes unchanged)."""
+    return mail.as_bytes(policy=email.policy.SMTP)
+
+
 def send(port: int, recipients: list[str], mail: EmailMessage | bytes, *, sender: str = "sender@example.net") -> str:
     """Send over SMTP and return the `250` reply text; raises on any rejection."""
-    raw = mail if isinstance(mail, bytes) else mail.as_bytes()
+    raw = mail if isinstance(mail, bytes) else wire_bytes(mail)
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("tests.example")
         client.mail(sender)

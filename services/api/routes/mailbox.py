@@ -122,9 +122,7 @@ def _render(session: Session, messages: Sequence[Message]) -> list[MessageOut]:
     ):
         persons[link.message_id].append(str(link.person_id))
     deals = dict(
-        session.execute(
-            select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages}))
-        ).all()
+        session.execute(select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages}))).all()
     )
     received = dict(
         session.execute(
