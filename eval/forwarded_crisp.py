@@ -82,14 +82,16 @@ def _check(result: ForwardParse, expected: dict[str, object]) -> list[_Mismatch]
     mismatches: list[_Mismatch] = []
     for path, want in expected.items():
         got = _resolve(tree, path)
-        if path == "email.date":
-            ok = isinstance(got, str) and got != ""
-        else:
-            # Strict: `True == 1` and `None` vs a missing element must not pass.
-            ok = type(got) is type(want) and got == want
-        if not ok:
+        if not _matches(path, want, got):
             mismatches.append(_Mismatch(path=path, expected=want, actual=got))
     return mismatches
+
+
+def _matches(path: str, want: object, got: object) -> bool:
+    if path == "email.date":
+        return isinstance(got, str) and got != ""
+    # Strict: `True == 1` and `None` vs a missing element must not pass.
+    return type(got) is type(want) and got == want
 
 
 def _as_tree(result: ForwardParse) -> dict[str, object]:

@@ -100,9 +100,7 @@ def evaluate_talon(root: pathlib.Path) -> dict[str, object]:
             adjusted.append(name)
             continue
         failures.append(name)
-    return _result(
-        len(spec["cases"]), failures, signature_adjusted=adjusted, strict_passed=strict_passed
-    )
+    return _result(len(spec["cases"]), failures, signature_adjusted=adjusted, strict_passed=strict_passed)
 
 
 def evaluate_talon_html(root: pathlib.Path) -> dict[str, object]:
@@ -113,9 +111,7 @@ def evaluate_talon_html(root: pathlib.Path) -> dict[str, object]:
     expected = re.sub(r"\s+", "", "Hi. I am fine.\n\nThanks,\nAlex")
     paths = sorted((root / "fixtures" / "html_replies").glob("*.html"))
     failures = [
-        path.stem
-        for path in paths
-        if re.sub(r"\s+", "", extract_new_text(html_to_text(_read_text(path)))) != expected
+        path.stem for path in paths if re.sub(r"\s+", "", extract_new_text(html_to_text(_read_text(path)))) != expected
     ]
     return _result(len(paths), failures)
 

@@ -29,13 +29,7 @@ def register_actors(broker: RedisBroker, matcher: Matcher, settings: Settings) -
     max_attempts = settings.process_max_attempts
 
     def inbound_received(inbound_id: str) -> None:
-        with structlog.contextvars.bound_contextvars(inbound_id=inbound_id):
-            try:
-                matcher.process(uuid.UUID(inbound_id))
-            except (Exception, TimeLimitExceeded) as exc:
-                if _record_failure(matcher.sessions, inbound_id, exc, max_attempts):
-                    return
-                raise
+        handle_inbound_received(matcher, inbound_id, max_attempts)
 
     dramatiq.actor(
         broker=broker,
@@ -47,6 +41,17 @@ def register_actors(broker: RedisBroker, matcher: Matcher, settings: Settings) -
         max_backoff=60_000,
         time_limit=int(settings.process_time_limit_seconds * 1000),
     )(inbound_received)
+
+
+def handle_inbound_received(matcher: Matcher, inbound_id: str, max_attempts: int) -> None:
+    """Process one inbound message; a failure is counted on its row, and raised for a retry until the last one."""
+    with structlog.contextvars.bound_contextvars(inbound_id=inbound_id):
+        try:
+            matcher.process(uuid.UUID(inbound_id))
+        except (Exception, TimeLimitExceeded) as exc:
+            if _record_failure(matcher.sessions, inbound_id, exc, max_attempts):
+                return
+            raise
 
 
 def _record_failure(sessions: sessionmaker[Session], inbound_id: str, exc: BaseException, max_attempts: int) -> bool:

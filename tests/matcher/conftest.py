@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.matcher.pipeline import Matcher
+from shared.blobstore import LocalBlobStore
+from shared.db import transaction
+from shared.models import InboundMessage
+from tests.conftest import Tenant, new_tenant
+from tests.support.stack import wire_bytes
+
+
+@pytest.fixture
+def matcher(quiet_sessions: sessionmaker[Session], tmp_path: Path) -> Matcher:
+    return Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path / "blobs"))
+
+
+@pytest.fixture
+def quiet_tenant(quiet_sessions: sessionmaker[Session]) -> Tenant:
+    return new_tenant(quiet_sessions)
+
+
+def receive(sessions: sessionmaker[Session], tenant: Tenant, mail: EmailMessage | bytes) -> uuid.UUID:
+    """Store a message the way the gateway does (raw bytes, status `received`)."""
+    raw = mail if isinstance(mail, bytes) else wire_bytes(mail)
+    with transaction(sessions) as session:
+        inbound = InboundMessage(
+            account_id=tenant.account_id,
+            user_id=tenant.user_id,
+            envelope_from="sender@example.net",
+            envelope_to=tenant.bcc_address,
+            raw=raw,
+            size=len(raw),
+            status="received",
+            attempts=0,
+        )
+        session.add(inbound)
+        session.flush()
+        return inbound.id
