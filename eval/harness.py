@@ -1,0 +1,83 @@
+"""Run real mail through the real matcher on a scratch Postgres database, for the corpus evaluations.
+
+The database is the local server when one answers on 127.0.0.1:5432, else an embedded one (as in the tests).
+Every corpus gets accounts of its own, so evaluations never see each other's threads or people.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.matcher.pipeline import Matcher, Outcome
+from shared import directory
+from shared.blobstore import LocalBlobStore
+from shared.db import make_engine, make_session_factory, transaction
+from shared.migrate import upgrade
+from shared.models import InboundMessage
+from tests.support.servers import database_url, postgres_admin_url, recreate_database
+
+DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def corpora_root() -> Path:
+    return Path(os.environ.get("MAILROOM_CORPORA", str(DEFAULT_CORPORA)))
+
+
+@dataclass(frozen=True)
+class EvalAccount:
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    user_email: str
+    bcc_address: str
+
+
+@dataclass(frozen=True)
+class EvalDatabase:
+    sessions: sessionmaker[Session]
+    matcher: Matcher
+
+    def new_account(self, user_email: str = "user@mailroom-eval.example", user_name: str = "Eval User") -> EvalAccount:
+        with transaction(self.sessions) as session:
+            account = directory.create_account(session, f"eval {uuid.uuid4().hex[:6]}")
+            user = directory.create_user(session, account.account_id, user_email, user_name)
+            return EvalAccount(account.account_id, user.id, user.email, directory.bcc_address(user, "bcc.eval"))
+
+    def deliver(self, account: EvalAccount, raw: bytes) -> tuple[uuid.UUID, Outcome]:
+        """Store the raw message as the gateway would, then run the matcher on it."""
+        with transaction(self.sessions) as session:
+            inbound = InboundMessage(
+                account_id=account.account_id,
+                user_id=account.user_id,
+                envelope_from="",
+                envelope_to=account.bcc_address,
+                raw=raw,
+                size=len(raw),
+                status="received",
+                attempts=0,
+            )
+            session.add(inbound)
+            session.flush()
+            inbound_id = inbound.id
+        return inbound_id, self.matcher.process(inbound_id)
+
+
+@contextlib.contextmanager
+def eval_database(name: str = "mailroom_eval") -> Iterator[EvalDatabase]:
+    with postgres_admin_url() as admin_url, tempfile.TemporaryDirectory(prefix="mailroom-eval-") as blobs:
+        recreate_database(admin_url, name)
+        url = database_url(admin_url, name)
+        upgrade(url)
+        engine = make_engine(url, pool_size=8)
+        sessions = make_session_factory(engine)
+        try:
+            yield EvalDatabase(sessions=sessions, matcher=Matcher(sessions=sessions, blobs=LocalBlobStore(Path(blobs))))
+        finally:
+            engine.dispose()
