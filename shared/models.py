@@ -12,6 +12,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -98,9 +99,22 @@ class User(Id, Created, Base):
     bcc_local_part: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class UserAlias(Id, Created, Base):
+    """Another From address of a user. Only verified aliases make mail count as sent by the user."""
+
+    __tablename__ = "user_aliases"
+    __table_args__ = (UniqueConstraint("account_id", "address"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(Text)
+    verified_at: Mapped[datetime | None]
+
+
 class InboundStatus(enum.StrEnum):
     received = "received"  # committed by the gateway, waiting for the matcher
     processed = "processed"
+    held = "held"  # kept, not placed (unverified sender, stranger, too many new people…); hold_reason says why
     failed = "failed"  # the matcher gave up after its retries; last_error says why
 
 
@@ -128,6 +142,7 @@ class InboundMessage(Id, Base):
     status: Mapped[str] = mapped_column(String(16), default=InboundStatus.received.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
 
@@ -137,8 +152,27 @@ class Thread(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     subject: Mapped[str | None] = mapped_column(Text)
+    # The subject without Re:/Fwd:/AW:/[EXT]… prefixes: the key of the fallback for mail without references.
+    normalized_subject: Mapped[str | None] = mapped_column(Text)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL", use_alter=True))
+    # Why the thread has its deal (or none): "single-open-deal", "sub-address", "user-choice", "user-declined".
+    deal_rule: Mapped[str | None] = mapped_column(Text)
+    deal_linked_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
+    )
+    first_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
+
+
+class ThreadParticipant(Base):
+    """An external address that took part in a thread (for the subject fallback and the deal candidates)."""
+
+    __tablename__ = "thread_participants"
+    __table_args__ = (Index("ix_thread_participants_lookup", "account_id", "address"),)
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 class ThreadKey(Base):
@@ -153,6 +187,15 @@ class ThreadKey(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     message_id_header: Mapped[str] = mapped_column(Text, primary_key=True)
     thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+
+
+class MessageKind(enum.StrEnum):
+    sent = "sent"  # a copy of mail the user sent
+    forwarded = "forwarded"  # the user forwarded someone's mail; the stored message is the original
+    contact = "contact"  # a contact wrote straight to the Smart-BCC address, on a known thread
+    auto_reply = "auto_reply"
+    bounce = "bounce"
+    bulk = "bulk"  # mailing lists, newsletters, Precedence: bulk
 
 
 class Direction(enum.StrEnum):
@@ -182,6 +225,15 @@ class Message(Id, Created, Base):
     html_body: Mapped[str | None] = mapped_column(Text)
     # What the parser could not read cleanly (broken boundaries, unknown charsets, ...), for people to see.
     defects: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    # The reply's own words, without quoted history and signature: the timeline preview.
+    new_text: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), server_default="sent")
+    # Why the matcher classified it so, in words a user can read ("Auto-Submitted: auto-replied", …).
+    kind_reason: Mapped[str | None] = mapped_column(Text)
+    # For a forwarded reply: who forwarded it, when, and how sure the forward parser was.
+    forwarded_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    forwarded_at: Mapped[datetime | None]
+    forward_confidence: Mapped[float | None] = mapped_column(Float)
 
 
 class Attachment(Id, Created, Base):
@@ -196,11 +248,40 @@ class Attachment(Id, Created, Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+class Organization(Id, Created, Base):
+    __tablename__ = "organizations"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    name: Mapped[str] = mapped_column(Text)
+    created_from: Mapped[str] = mapped_column(String(16), default="api")
+    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
+    )
+    deleted_at: Mapped[datetime | None]
+
+
+class OrganizationDomain(Id, Base):
+    __tablename__ = "organization_domains"
+    # One owner per domain and account: two workers meeting the same new domain create one organization.
+    __table_args__ = (UniqueConstraint("account_id", "domain"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(Text)
+
+
 class Person(Id, Created, Base):
     __tablename__ = "persons"
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), index=True
+    )
+    organization_rule: Mapped[str | None] = mapped_column(Text)
+    # A deleted person stays as a tombstone: its history is kept and the matcher never re-creates it.
+    deleted_at: Mapped[datetime | None]
     # Provenance: "api" or "email"; for e-mail, the rule and the message that made it, so it can be undone.
     created_from: Mapped[str] = mapped_column(String(16), default="api")
     created_by_rule: Mapped[str | None] = mapped_column(Text)
@@ -217,6 +298,11 @@ class PersonEmail(Id, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(Text)
+    # Set when a bounce said this address does not receive mail.
+    bounced_at: Mapped[datetime | None]
+    bounce_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
+    )
 
 
 class DealStatus(enum.StrEnum):
@@ -231,6 +317,9 @@ class Deal(Id, Created, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     title: Mapped[str] = mapped_column(Text)
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(8), default=DealStatus.open.value)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
@@ -247,3 +336,20 @@ class MessagePerson(Base):
         ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[str] = mapped_column(String(8), primary_key=True)
+    rule: Mapped[str | None] = mapped_column(Text)
+
+
+class Disambiguation(Id, Created, Base):
+    """A question for the user: this thread could belong to several open deals — which one (or none)?"""
+
+    __tablename__ = "disambiguations"
+    __table_args__ = (UniqueConstraint("account_id", "thread_id"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    # [{"deal_id": …, "reasons": ["open deal of person …"]}, …]
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    resolved_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
+    resolved_at: Mapped[datetime | None]
