@@ -82,6 +82,7 @@ class Matcher:
         own_addresses = set(session.scalars(select(User.email).where(User.account_id == account_id)).all())
         sender = parsed.sender
         outbound = sender is not None and normalize_address(sender.address) in own_addresses
+        roles = _external_roles(parsed, own_addresses)
         thread_id = assign_thread(
             session,
             account_id,
@@ -89,6 +90,7 @@ class Matcher:
             references=parsed.references,
             subject=parsed.subject,
             sent_at=parsed.sent_at,
+            participants=frozenset(normalize_address(a.address) for _, a in roles),
         )
         message = Message(
             account_id=account_id,
@@ -123,7 +125,6 @@ class Matcher:
                 )
             )
 
-        roles = _external_roles(parsed, own_addresses)
         if outbound:
             recipients = [address for role, address in roles if role != "from"]
             persons = find_or_create_persons(

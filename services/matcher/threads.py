@@ -26,7 +26,9 @@ def assign_thread(
     references: tuple[str, ...],
     subject: str | None,
     sent_at: datetime | None,
+    participants: frozenset[str] = frozenset(),
 ) -> uuid.UUID:
+    """The thread of a message; `participants` are its external addresses, normalized."""
     keys = sorted({message_id, *references})
     lock_names(session, account_id, (f"thread-key:{key}" for key in keys))
     known = session.execute(
