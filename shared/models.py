@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -86,6 +87,8 @@ class ApiToken(Id, Created, Base):
     scope: Mapped[str] = mapped_column(String(16), default=TokenScope.admin.value)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     revoked_at: Mapped[datetime | None]
+    # A label for people ("CI export", "Zapier"); the token itself is shown once and never stored.
+    name: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Id, Created, Base):
@@ -116,6 +119,9 @@ class InboundStatus(enum.StrEnum):
     processed = "processed"
     held = "held"  # kept, not placed (unverified sender, stranger, too many new people…); hold_reason says why
     failed = "failed"  # the matcher gave up after its retries; last_error says why
+    # A user decided it does not belong in the CRM. The row and raw bytes stay (nothing is ever dropped), so the
+    # decision can be audited; the matcher ignores it like any other finished message.
+    discarded = "discarded"
 
 
 class InboundMessage(Id, Base):
@@ -128,6 +134,12 @@ class InboundMessage(Id, Base):
             "ix_inbound_messages_waiting",
             "received_at",
             postgresql_where=text("status = 'received'"),
+        ),
+        Index(
+            "ix_inbound_messages_held_references",
+            "held_references",
+            postgresql_using="gin",
+            postgresql_where=text("status = 'held'"),
         ),
     )
 
@@ -143,6 +155,9 @@ class InboundMessage(Id, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     hold_reason: Mapped[str | None] = mapped_column(Text)
+    # For mail held as "on none of the user's threads": its own and referenced Message-IDs, so that the user's
+    # message that later starts that thread releases it (arrival order must not decide what is kept out).
+    held_references: Mapped[list[str] | None] = mapped_column(postgresql.ARRAY(Text))
     processed_at: Mapped[datetime | None]
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
 
@@ -162,6 +177,9 @@ class Thread(Id, Created, Base):
     )
     first_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
+    # "shared" (everyone in the account) or "private" (only tokens of the users whose mail is in it, and
+    # account-wide tokens).
+    visibility: Mapped[str] = mapped_column(String(16), server_default="shared")
 
 
 class ThreadParticipant(Base):
@@ -280,6 +298,7 @@ class Person(Id, Created, Base):
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
     organization_rule: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
     # A deleted person stays as a tombstone: its history is kept and the matcher never re-creates it.
     deleted_at: Mapped[datetime | None]
     # Provenance: "api" or "email"; for e-mail, the rule and the message that made it, so it can be undone.
@@ -323,6 +342,11 @@ class Deal(Id, Created, Base):
     status: Mapped[str] = mapped_column(String(8), default=DealStatus.open.value)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
+    pipeline_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"), index=True)
+    stage_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stages.id", ondelete="SET NULL"))
+    expected_close_date: Mapped[date | None]
+    won_at: Mapped[datetime | None]
+    lost_at: Mapped[datetime | None]
 
 
 class MessagePerson(Base):
@@ -353,3 +377,98 @@ class Disambiguation(Id, Created, Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     resolved_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     resolved_at: Mapped[datetime | None]
+
+
+class Pipeline(Id, Created, Base):
+    __tablename__ = "pipelines"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    name: Mapped[str] = mapped_column(Text)
+
+
+class Stage(Id, Created, Base):
+    """A step of a pipeline; `position` orders them (gaps allowed, so a move touches one row)."""
+
+    __tablename__ = "stages"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Activity(Id, Created, Base):
+    """A call, meeting, task… on the timeline of the person, organization and deal it is linked to."""
+
+    __tablename__ = "activities"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    type: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime | None]
+    done: Mapped[bool] = mapped_column(server_default=text("false"))
+    done_at: Mapped[datetime | None]
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), index=True
+    )
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"), index=True)
+
+
+class DealEvent(Id, Created, Base):
+    """Something that happened to a deal (created, stage or status changed…), for its timelines."""
+
+    __tablename__ = "deal_events"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    # What changed, as {"field": {"from": …, "to": …}}, or the deal's fields at creation.
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class WebhookSubscription(Id, Created, Base):
+    __tablename__ = "webhook_subscriptions"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # Kept readable (not hashed) because every delivery is signed with it.
+    secret: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    pending = "pending"  # waiting for its (next) attempt at next_attempt_at
+    succeeded = "succeeded"
+    failed = "failed"  # every attempt failed; can be redelivered through the API
+
+
+class WebhookDelivery(Id, Created, Base):
+    """The transactional outbox of webhooks: written in the transaction that made the event, sent after it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The sweep reads only what is due; a partial index keeps that cheap however long the log grows.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+    )
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    # The same for every subscription that receives this event: receivers deduplicate on it.
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=WebhookDeliveryStatus.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    delivered_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # One entry per attempt: {"at", "status_code", "error", "duration_ms"}; bounded by the retry limit.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))

@@ -1,31 +1,148 @@
-"""Which deal a thread belongs to."""
+"""Which deal a thread belongs to: explicit routing, then the user's choice, then inference — or a question.
+
+Only open deals are candidates. One candidate links the thread; several open a disambiguation item for the user
+(the thread stays on its persons until the user chooses, and the choice holds for every later message).
+"""
 
 from __future__ import annotations
 
+import enum
+import re
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Deal, DealStatus, Thread
+from shared.models import Deal, DealStatus, Disambiguation, Message, MessagePerson, Person, Thread
+
+RULE_SUB_ADDRESS = "sub-address"
+RULE_SINGLE_OPEN_DEAL = "single-open-deal"
+RULE_USER_CHOICE = "user-choice"
+RULE_USER_DECLINED = "user-declined"
+
+_DEAL_TAG = re.compile(r"\+deal-([0-9a-fA-F-]{32,36})@", re.IGNORECASE)
 
 
-def link_thread_to_deal(
-    session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, person_ids: set[uuid.UUID]
-) -> uuid.UUID | None:
-    """A thread keeps the deal it has; otherwise it gets the one open deal of its persons, if exactly one."""
+class DealOutcome(enum.StrEnum):
+    linked = "linked"  # this message linked the thread
+    kept = "kept"  # the thread already had its deal (or the user declined one)
+    ask_user = "ask_user"
+    none = "none"
+
+
+@dataclass(frozen=True)
+class DealDecision:
+    outcome: DealOutcome
+    deal_id: uuid.UUID | None
+    disambiguation_id: uuid.UUID | None = None
+
+
+def deal_from_subaddress(envelope_to: str) -> uuid.UUID | None:
+    """`token+deal-<id>@…`: the sender routed this mail to a deal explicitly."""
+    found = _DEAL_TAG.search(envelope_to)
+    if found is None:
+        return None
+    try:
+        return uuid.UUID(found.group(1))
+    except ValueError:
+        return None
+
+
+def decide_deal(
+    session: Session,
+    account_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    *,
+    message_id: uuid.UUID,
+    user_id: uuid.UUID,
+    routed_deal_id: uuid.UUID | None,
+) -> DealDecision:
     thread = session.scalars(
         select(Thread).where(Thread.account_id == account_id, Thread.id == thread_id).with_for_update()
     ).one()
-    if thread.deal_id is not None or not person_ids:
-        return thread.deal_id
-    candidates = session.scalars(
-        select(Deal.id).where(
+    if routed_deal_id is not None:
+        deal = session.scalars(
+            select(Deal).where(Deal.account_id == account_id, Deal.id == routed_deal_id)
+        ).one_or_none()
+        if deal is not None:
+            _link(thread, deal.id, RULE_SUB_ADDRESS, message_id)
+            _settle_question(session, account_id, thread_id, "superseded")
+            return DealDecision(DealOutcome.linked, deal.id)
+    if thread.deal_id is not None or thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED):
+        return DealDecision(DealOutcome.kept, thread.deal_id)
+
+    candidates = _candidates(session, account_id, thread_id)
+    if len(candidates) == 1:
+        [deal_id] = candidates
+        _link(thread, deal_id, RULE_SINGLE_OPEN_DEAL, message_id)
+        _settle_question(session, account_id, thread_id, "superseded")
+        return DealDecision(DealOutcome.linked, deal_id)
+    if not candidates:
+        return DealDecision(DealOutcome.none, None)
+    payload = [
+        {"deal_id": str(deal_id), "reasons": sorted(reasons)}
+        for deal_id, reasons in sorted(candidates.items(), key=lambda item: str(item[0]))
+    ]
+    disambiguation_id = session.scalar(
+        insert(Disambiguation)
+        .values(id=uuid.uuid4(), account_id=account_id, thread_id=thread_id, user_id=user_id, candidates=payload)
+        .on_conflict_do_update(
+            index_elements=[Disambiguation.account_id, Disambiguation.thread_id],
+            set_={"candidates": payload},
+            where=Disambiguation.status == "pending",
+        )
+        .returning(Disambiguation.id)
+    )
+    return DealDecision(DealOutcome.ask_user, None, disambiguation_id)
+
+
+def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:
+    """Open deals of the thread's external persons (and of their organizations), with why each is one."""
+    persons = session.execute(
+        select(Person.id, Person.name, Person.organization_id)
+        .join(MessagePerson, MessagePerson.person_id == Person.id)
+        .join(Message, Message.id == MessagePerson.message_id)
+        .where(Message.account_id == account_id, Message.thread_id == thread_id, Person.deleted_at.is_(None))
+        .distinct()
+    ).all()
+    if not persons:
+        return {}
+    by_person = {p.id: p.name for p in persons}
+    by_organization = {p.organization_id: p.name for p in persons if p.organization_id is not None}
+    deals = session.execute(
+        select(Deal.id, Deal.person_id, Deal.organization_id).where(
             Deal.account_id == account_id,
-            Deal.person_id.in_(person_ids),
             Deal.status == DealStatus.open.value,
+            (Deal.person_id.in_(by_person)) | (Deal.organization_id.in_(by_organization)),
         )
     ).all()
-    if len(candidates) == 1:
-        thread.deal_id = candidates[0]
-    return thread.deal_id
+    reasons: dict[uuid.UUID, set[str]] = defaultdict(set)
+    for deal in deals:
+        if deal.person_id in by_person:
+            reasons[deal.id].add(f"open deal of {by_person[deal.person_id]}, who is on this thread")
+        if deal.organization_id in by_organization:
+            reasons[deal.id].add(
+                f"open deal of the organization of {by_organization[deal.organization_id]}, who is on this thread"
+            )
+    return dict(reasons)
+
+
+def _link(thread: Thread, deal_id: uuid.UUID, rule: str, message_id: uuid.UUID) -> None:
+    thread.deal_id = deal_id
+    thread.deal_rule = rule
+    thread.deal_linked_by_message_id = message_id
+
+
+def _settle_question(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, status: str) -> None:
+    question = session.scalars(
+        select(Disambiguation).where(
+            Disambiguation.account_id == account_id,
+            Disambiguation.thread_id == thread_id,
+            Disambiguation.status == "pending",
+        )
+    ).one_or_none()
+    if question is not None:
+        question.status = status

@@ -1,75 +1,134 @@
-"""Find the Person behind each external address of a message, creating the missing ones (race-safe)."""
+"""The persons behind a message's external addresses: found, created when missing (race-safe), or left alone
+for a reason a user can read (role address, blocklist, deleted by the user)."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from services.matcher.account import AccountContext, domain_of
 from services.matcher.parsing import Address
-from shared.addresses import normalize_address
 from shared.locks import lock_names
 from shared.models import Person, PersonEmail
 
 RULE_RECIPIENT_OF_SENT_MAIL = "recipient-of-sent-mail"
+RULE_PARTICIPANT_OF_FORWARDED_MAIL = "participant-of-forwarded-mail"
+RULE_PARTICIPANT_OF_CONTACT_MAIL = "participant-of-contact-mail"
+
+# Mailboxes of machines and departments, not of people one sells to.
+_ROLE_LOCAL_PART = re.compile(
+    r"^(no-?reply|do-?not-?reply|donotreply|mailer-daemon|postmaster|hostmaster|webmaster|abuse|bounces?"
+    r"|notifications?|alerts?|newsletters?|news|marketing|mailer|daemon|root|info|support|sales|billing"
+    r"|invoices?|accounts?|help|helpdesk|service|contact|office|admin|team|hello|jobs|careers|press"
+    r"|reply|replies|unsubscribe)([-_.+].*)?$",
+    re.IGNORECASE,
+)
+
+
+def is_role_address(address: str) -> bool:
+    local = address.split("@", 1)[0]
+    return bool(_ROLE_LOCAL_PART.match(local)) or "noreply" in local.lower() or "no-reply" in local.lower()
 
 
 def display_name(address: Address) -> str:
     """The name to show for a new person: the display name, else something readable from the local part."""
-    if address.name and address.name.strip().strip("'\"") and "@" not in address.name:
-        name = address.name.strip().strip("'\"")
+    name = (address.name or "").strip().strip("'\"").strip()
+    if name and "@" not in name:
         if name.count(",") == 1:  # "Last, First"
             last, first = (part.strip() for part in name.split(","))
             if last and first:
                 return f"{first} {last}"
         return name
-    local = address.address.split("@", 1)[0]
-    words = [word for word in local.replace("_", ".").replace("-", ".").split(".") if word]
+    local = address.address.split("@", 1)[0].split("+", 1)[0]
+    words = [word for word in re.split(r"[._\-]+", local) if word and not word.isdigit()]
     return " ".join(word.capitalize() for word in words) or address.address
 
 
-def find_persons(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dict[str, uuid.UUID]:
-    if not addresses:
-        return {}
-    rows = session.execute(
-        select(PersonEmail.address, PersonEmail.person_id).where(
-            PersonEmail.account_id == account_id, PersonEmail.address.in_(addresses)
-        )
-    ).all()
-    return {row.address: row.person_id for row in rows}
+@dataclass
+class PeoplePlan:
+    """For each canonical address: its live person, or why it gets none, or that it will be created."""
+
+    found: dict[str, uuid.UUID] = field(default_factory=dict)
+    missing: dict[str, Address] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
-def find_or_create_persons(
-    session: Session,
-    account_id: uuid.UUID,
-    addresses: list[Address],
-    *,
-    rule: str,
-    message_id: uuid.UUID,
+def plan_people(session: Session, context: AccountContext, participants: Iterable[Address]) -> PeoplePlan:
+    plan = PeoplePlan()
+    wanted: dict[str, Address] = {}
+    for address in participants:
+        canonical = context.canonical(address.address)
+        if context.is_internal(canonical):
+            continue
+        wanted.setdefault(canonical, address)
+    known = _known(session, context.account_id, list(wanted))
+    for canonical, address in wanted.items():
+        if canonical in known:
+            person_id, deleted = known[canonical]
+            if deleted:
+                plan.skipped[canonical] = "the person with this address was deleted"
+            else:
+                plan.found[canonical] = person_id
+        elif _blocked(context, canonical):
+            plan.skipped[canonical] = "on the account's blocklist"
+        elif is_role_address(canonical):
+            plan.skipped[canonical] = "a role or no-reply address"
+        else:
+            plan.missing[canonical] = address
+    return plan
+
+
+def create_missing(
+    session: Session, context: AccountContext, plan: PeoplePlan, *, rule: str, message_id: uuid.UUID
 ) -> dict[str, uuid.UUID]:
-    """Map each normalized address to its person, creating persons for the addresses nobody has yet."""
-    wanted = {normalize_address(a.address): a for a in addresses}
-    found = find_persons(session, account_id, list(wanted))
-    missing = sorted(set(wanted) - set(found))
-    if not missing:
-        return found
-    # Another worker may be creating the same person right now: take turns per address, then look again.
-    lock_names(session, account_id, (f"person-address:{address}" for address in missing))
-    found.update(find_persons(session, account_id, missing))
-    for address in missing:
-        if address in found:
+    """Create the planned persons; another worker creating the same one concurrently wins nothing twice."""
+    created: dict[str, uuid.UUID] = {}
+    if not plan.missing:
+        return created
+    lock_names(session, context.account_id, (f"person-address:{a}" for a in plan.missing))
+    # Look again under the locks: whoever held them may have created some of these meanwhile.
+    known = _known(session, context.account_id, list(plan.missing))
+    for canonical, address in sorted(plan.missing.items()):
+        if canonical in known:
+            person_id, deleted = known[canonical]
+            if not deleted:
+                plan.found[canonical] = person_id
             continue
         person = Person(
-            account_id=account_id,
-            name=display_name(wanted[address]),
+            account_id=context.account_id,
+            name=display_name(address),
             created_from="email",
             created_by_rule=rule,
             created_by_message_id=message_id,
         )
         session.add(person)
         session.flush()
-        session.execute(insert(PersonEmail).values(account_id=account_id, person_id=person.id, address=address))
-        found[address] = person.id
-    return found
+        session.execute(
+            insert(PersonEmail).values(account_id=context.account_id, person_id=person.id, address=canonical)
+        )
+        plan.found[canonical] = person.id
+        created[canonical] = person.id
+    plan.missing.clear()
+    return created
+
+
+def _known(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dict[str, tuple[uuid.UUID, bool]]:
+    if not addresses:
+        return {}
+    rows = session.execute(
+        select(PersonEmail.address, PersonEmail.person_id, Person.deleted_at)
+        .join(Person, Person.id == PersonEmail.person_id)
+        .where(PersonEmail.account_id == account_id, PersonEmail.address.in_(addresses))
+    ).all()
+    return {row.address: (row.person_id, row.deleted_at is not None) for row in rows}
+
+
+def _blocked(context: AccountContext, address: str) -> bool:
+    entries = {entry.strip().lower().lstrip("@") for entry in context.settings.blocklist}
+    return address in entries or domain_of(address) in entries

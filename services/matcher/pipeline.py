@@ -1,25 +1,42 @@
-"""One inbound message, top to bottom: load → parse → thread → store → people → deal. One transaction.
+"""One inbound message, top to bottom, in one transaction:
 
-The inbound row is locked for the whole run and marked processed in the same commit as everything it produced,
-so a crash anywhere leaves it `received` for a retry, and a second run finds it done and changes nothing.
+    load → parse → classify (sent / forwarded / contact / machine, or held) → for each message to store:
+    thread → store → people → organizations → deal
+
+The inbound row is locked for the whole run and marked processed (or held, with the reason) in the same commit
+as everything it produced, so a crash anywhere leaves it `received` for a retry, and a second run finds it done
+and changes nothing. Processing depends only on the raw bytes and the CRM's current state, so a held message
+can be reprocessed once its cause is fixed.
 """
 
 from __future__ import annotations
 
+import email
 import enum
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.matcher.deals import link_thread_to_deal
+from services.matcher.account import AccountContext, load_account
+from services.matcher.classify import bounced_recipients, machine_mail
+from services.matcher.deals import deal_from_subaddress, decide_deal
+from services.matcher.organizations import link_organizations
+from services.matcher.originals import find_originals, with_forward_defaults
 from services.matcher.parsing import Address, ParsedMail, parse_mail
-from services.matcher.people import RULE_RECIPIENT_OF_SENT_MAIL, find_or_create_persons, find_persons
+from services.matcher.people import (
+    RULE_PARTICIPANT_OF_CONTACT_MAIL,
+    RULE_PARTICIPANT_OF_FORWARDED_MAIL,
+    RULE_RECIPIENT_OF_SENT_MAIL,
+    create_missing,
+    plan_people,
+)
+from services.matcher.quotes import extract_new_text, html_to_text
 from services.matcher.threads import assign_thread
-from shared.addresses import normalize_address
 from shared.blobstore import BlobStore
 from shared.db import transaction
 from shared.locks import lock_names
@@ -29,28 +46,77 @@ from shared.models import (
     InboundMessage,
     InboundStatus,
     Message,
+    MessageKind,
     MessagePerson,
+    PersonEmail,
     Thread,
+    ThreadKey,
     User,
 )
 
 log = structlog.get_logger(__name__)
 
+RULE_EXISTING_PERSON = "address-of-existing-person"
+_CREATING_RULES = {
+    MessageKind.sent: RULE_RECIPIENT_OF_SENT_MAIL,
+    MessageKind.forwarded: RULE_PARTICIPANT_OF_FORWARDED_MAIL,
+    MessageKind.contact: RULE_PARTICIPANT_OF_CONTACT_MAIL,
+}
+
 
 class Outcome(enum.StrEnum):
     stored = "stored"
     duplicate = "duplicate"  # the same Message-ID was already stored (re-sent or BCC'd twice)
+    held = "held"
     already_done = "already_done"
     busy = "busy"  # another worker holds it right now
     missing = "missing"
+
+
+class Hold(Exception):  # noqa: N818 -- a decision, not an error
+    """Keep the raw message, place nothing, and tell the user why."""
+
+    def __init__(self, reason: str, *, waiting_for: list[str] | None = None) -> None:
+        super().__init__(reason)
+        # Message-IDs whose thread, once the user has one, makes this message placeable.
+        self.waiting_for = waiting_for
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: MessageKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class Provenance:
+    forwarded_by: uuid.UUID
+    forwarded_at: datetime | None
+    confidence: float
+
+
+def _no_enqueue(_inbound_id: uuid.UUID) -> None:
+    """Without a broker (tests, evaluations) released messages wait for the recovery sweep."""
 
 
 @dataclass(frozen=True)
 class Matcher:
     sessions: sessionmaker[Session]
     blobs: BlobStore
+    # Called after the commit for each held message this one released (the worker passes its broker's enqueue).
+    enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
+        released: list[uuid.UUID] = []
+        outcome = self._process(inbound_id, released)
+        for held_id in released:
+            try:
+                self.enqueue(held_id)
+            except Exception:
+                log.warning("matcher.release_enqueue_failed_left_for_sweep", released_id=str(held_id))
+        return outcome
+
+    def _process(self, inbound_id: uuid.UUID, released: list[uuid.UUID]) -> Outcome:
         with transaction(self.sessions) as session:
             inbound = session.scalars(
                 select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update(skip_locked=True)
@@ -61,16 +127,101 @@ class Matcher:
             if inbound.status != InboundStatus.received:
                 return Outcome.already_done
             parsed = parse_mail(inbound.raw)
-            message, outcome = self._store(session, inbound, parsed)
+            context = load_account(session, inbound.account_id)
+            try:
+                # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
+                with session.begin_nested():
+                    message, outcome = self._place(session, context, inbound, parsed, released)
+            except Hold as hold:
+                inbound.status = InboundStatus.held.value
+                inbound.hold_reason = str(hold)
+                inbound.held_references = hold.waiting_for
+                inbound.processed_at = datetime.now(UTC)
+                log.info("matcher.held", reason=str(hold))
+                return Outcome.held
             inbound.status = InboundStatus.processed.value
             inbound.message_id = message.id
+            inbound.hold_reason = None
             inbound.processed_at = datetime.now(UTC)
             inbound.last_error = None
-            log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id))
+            log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
             return outcome
 
-    def _store(self, session: Session, inbound: InboundMessage, parsed: ParsedMail) -> tuple[Message, Outcome]:
-        account_id = inbound.account_id
+    def _place(
+        self,
+        session: Session,
+        context: AccountContext,
+        inbound: InboundMessage,
+        parsed: ParsedMail,
+        released: list[uuid.UUID],
+    ) -> tuple[Message, Outcome]:
+        user = session.get_one(User, inbound.user_id)
+        sender = context.canonical(parsed.sender.address) if parsed.sender else None
+        machine = machine_mail(parsed)
+        sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
+
+        if machine is not None:
+            stored = self._store(session, context, inbound, parsed, Classified(machine.kind, machine.reason))
+            if machine.kind is MessageKind.bounce:
+                _mark_bounces(session, context, inbound.raw, stored[0].id)
+            return stored
+        if sent_by_user:
+            originals = find_originals(parsed)
+            if not originals:
+                stored = self._store(
+                    session,
+                    context,
+                    inbound,
+                    parsed,
+                    Classified(MessageKind.sent, "From is a verified address of the user"),
+                )
+                released.extend(_release_waiting(session, context, user.id, stored[0].thread_id))
+                return stored
+            results = [
+                self._store(
+                    session,
+                    context,
+                    inbound,
+                    with_forward_defaults(original, parsed),
+                    Classified(
+                        MessageKind.forwarded,
+                        f"forwarded by the user ({original.how}); stored is the original message",
+                    ),
+                    Provenance(user.id, parsed.sent_at, original.confidence),
+                )
+                for original in originals
+            ]
+            for message, _ in results:
+                released.extend(_release_waiting(session, context, user.id, message.thread_id))
+            return results[0]
+        if sender is not None and context.is_internal(sender):
+            raise Hold(
+                f"From is {sender}, which is not a verified address of {user.email}; verify the alias and reprocess"
+            )
+        if _on_a_thread_of(session, context, user.id, parsed):  # locks its ids first: see _release_waiting
+            return self._store(
+                session,
+                context,
+                inbound,
+                parsed,
+                Classified(MessageKind.contact, "a contact wrote on a thread of the user"),
+            )
+        raise Hold(
+            f"{sender or 'an unknown sender'} wrote to the Smart-BCC address directly, and the message belongs to none"
+            f" of {user.email}'s threads",
+            waiting_for=sorted({parsed.message_id, *parsed.references}),
+        )
+
+    def _store(
+        self,
+        session: Session,
+        context: AccountContext,
+        inbound: InboundMessage,
+        parsed: ParsedMail,
+        classified: Classified,
+        provenance: Provenance | None = None,
+    ) -> tuple[Message, Outcome]:
+        account_id = context.account_id
         # Everything that shares an id with this message waits for us (and we for it): see shared.locks.
         lock_names(session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}))
         existing = session.scalars(
@@ -79,10 +230,17 @@ class Matcher:
         if existing is not None:
             return existing, Outcome.duplicate
 
-        own_addresses = set(session.scalars(select(User.email).where(User.account_id == account_id)).all())
+        roles = _external_roles(parsed, context)
+        people = plan_people(session, context, [address for _, address in roles])
+        creates = classified.kind in _CREATING_RULES
+        if creates and len(people.missing) > context.settings.max_people_per_message:
+            raise Hold(
+                f"the message would create {len(people.missing)} people; the account allows at most"
+                f" {context.settings.max_people_per_message} per message"
+            )
+
         sender = parsed.sender
-        outbound = sender is not None and normalize_address(sender.address) in own_addresses
-        roles = _external_roles(parsed, own_addresses)
+        outbound = sender is not None and context.canonical(sender.address) in context.user_addresses
         thread_id = assign_thread(
             session,
             account_id,
@@ -90,8 +248,9 @@ class Matcher:
             references=parsed.references,
             subject=parsed.subject,
             sent_at=parsed.sent_at,
-            participants=frozenset(normalize_address(a.address) for _, a in roles),
+            participants=frozenset(context.canonical(a.address) for _, a in roles),
         )
+        text = parsed.text_body or (html_to_text(parsed.html_body) if parsed.html_body else None)
         message = Message(
             account_id=account_id,
             user_id=inbound.user_id,
@@ -108,7 +267,13 @@ class Matcher:
             direction=(Direction.outbound if outbound else Direction.inbound).value,
             text_body=parsed.text_body,
             html_body=parsed.html_body,
+            new_text=extract_new_text(text) if text else None,
             defects=list(parsed.defects),
+            kind=classified.kind.value,
+            kind_reason=classified.reason,
+            forwarded_by_user_id=provenance.forwarded_by if provenance else None,
+            forwarded_at=provenance.forwarded_at if provenance else None,
+            forward_confidence=provenance.confidence if provenance else None,
         )
         session.add(message)
         session.flush()
@@ -125,31 +290,95 @@ class Matcher:
                 )
             )
 
-        if outbound:
-            recipients = [address for role, address in roles if role != "from"]
-            persons = find_or_create_persons(
-                session, account_id, recipients, rule=RULE_RECIPIENT_OF_SENT_MAIL, message_id=message.id
+        created: dict[str, uuid.UUID] = {}
+        if creates:
+            created = create_missing(
+                session, context, people, rule=_CREATING_RULES[classified.kind], message_id=message.id
             )
-        else:
-            persons = find_persons(session, account_id, [normalize_address(a.address) for _, a in roles])
         linked: set[tuple[uuid.UUID, str]] = set()
         for role, address in roles:
-            person_id = persons.get(normalize_address(address.address))
-            if person_id is not None and (person_id, role) not in linked:
-                linked.add((person_id, role))
-                session.add(MessagePerson(account_id=account_id, message_id=message.id, person_id=person_id, role=role))
-        link_thread_to_deal(session, account_id, thread_id, {person_id for person_id, _ in linked})
+            canonical = context.canonical(address.address)
+            person_id = people.found.get(canonical)
+            if person_id is None or (person_id, role) in linked:
+                continue
+            linked.add((person_id, role))
+            rule = _CREATING_RULES[classified.kind] if canonical in created else RULE_EXISTING_PERSON
+            session.add(
+                MessagePerson(account_id=account_id, message_id=message.id, person_id=person_id, role=role, rule=rule)
+            )
+        if creates:
+            link_organizations(session, context, dict(people.found), message_id=message.id)
+        decide_deal(
+            session,
+            account_id,
+            thread_id,
+            message_id=message.id,
+            user_id=inbound.user_id,
+            routed_deal_id=deal_from_subaddress(inbound.envelope_to),
+        )
         _touch_thread(session, thread_id, parsed.sent_at)
         return message, Outcome.stored
 
 
-def _external_roles(parsed: ParsedMail, own_addresses: set[str]) -> list[tuple[str, Address]]:
+def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[str, Address]]:
     roles: list[tuple[str, Address]] = []
     if parsed.sender is not None:
         roles.append(("from", parsed.sender))
     roles.extend(("to", address) for address in parsed.to)
     roles.extend(("cc", address) for address in parsed.cc)
-    return [(role, a) for role, a in roles if normalize_address(a.address) not in own_addresses]
+    return [(role, a) for role, a in roles if not context.is_internal(a.address)]
+
+
+def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUID, parsed: ParsedMail) -> bool:
+    """Does the message reference (directly or through its thread) mail of this user?
+
+    The ids are locked first, so this check and a concurrent store of the user's message on those ids take turns:
+    either we see that message, or it sees us held and releases us (`_release_waiting`).
+    """
+    lock_names(session, context.account_id, (f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}))
+    if not parsed.references:
+        return False
+    threads = select(ThreadKey.thread_id).where(
+        ThreadKey.account_id == context.account_id, ThreadKey.message_id_header.in_(parsed.references)
+    )
+    found = session.scalar(
+        select(Message.id)
+        .where(Message.account_id == context.account_id, Message.user_id == user_id, Message.thread_id.in_(threads))
+        .limit(1)
+    )
+    return found is not None
+
+
+def _release_waiting(
+    session: Session, context: AccountContext, user_id: uuid.UUID, thread_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Held contact mail that references this thread now has a place: send it back to the matcher."""
+    keys = select(func.array_agg(ThreadKey.message_id_header)).where(
+        ThreadKey.account_id == context.account_id, ThreadKey.thread_id == thread_id
+    )
+    released = session.scalars(
+        update(InboundMessage)
+        .where(
+            InboundMessage.account_id == context.account_id,
+            InboundMessage.user_id == user_id,
+            InboundMessage.status == InboundStatus.held.value,
+            InboundMessage.held_references.overlap(keys.scalar_subquery()),
+        )
+        .values(status=InboundStatus.received.value, hold_reason=None, held_references=None, attempts=0)
+        .returning(InboundMessage.id)
+    ).all()
+    return list(released)
+
+
+def _mark_bounces(session: Session, context: AccountContext, raw: bytes, message_id: uuid.UUID) -> None:
+    failed = bounced_recipients(email.message_from_bytes(raw))
+    if not failed:
+        return
+    session.execute(
+        update(PersonEmail)
+        .where(PersonEmail.account_id == context.account_id, PersonEmail.address.in_(failed))
+        .values(bounced_at=datetime.now(UTC), bounce_message_id=message_id)
+    )
 
 
 def _touch_thread(session: Session, thread_id: uuid.UUID, sent_at: datetime | None) -> None:

@@ -143,6 +143,15 @@ def upgrade() -> None:
         ondelete="SET NULL",
     )
     op.add_column("inbound_messages", sa.Column("hold_reason", sa.Text(), nullable=True))
+    op.add_column("inbound_messages", sa.Column("held_references", postgresql.ARRAY(sa.Text()), nullable=True))
+    op.create_index(
+        "ix_inbound_messages_held_references",
+        "inbound_messages",
+        ["held_references"],
+        unique=False,
+        postgresql_using="gin",
+        postgresql_where=sa.text("status = 'held'"),
+    )
     op.add_column("message_persons", sa.Column("rule", sa.Text(), nullable=True))
     op.add_column("messages", sa.Column("new_text", sa.Text(), nullable=True))
     op.add_column("messages", sa.Column("kind", sa.String(length=16), server_default="sent", nullable=False))
@@ -228,6 +237,13 @@ def downgrade() -> None:
     op.drop_column("messages", "kind")
     op.drop_column("messages", "new_text")
     op.drop_column("message_persons", "rule")
+    op.drop_index(
+        "ix_inbound_messages_held_references",
+        table_name="inbound_messages",
+        postgresql_using="gin",
+        postgresql_where=sa.text("status = 'held'"),
+    )
+    op.drop_column("inbound_messages", "held_references")
     op.drop_column("inbound_messages", "hold_reason")
     op.drop_constraint(op.f("fk_deals_organization_id_organizations"), "deals", type_="foreignkey")
     op.drop_index(op.f("ix_deals_organization_id"), table_name="deals")

@@ -1,0 +1,73 @@
+"""What the matcher needs to know about the account a message belongs to, loaded once per message."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.account_settings import AccountSettings
+from shared.addresses import normalize_address
+from shared.models import Account, User, UserAlias
+
+
+@cache
+def free_mail_domains() -> frozenset[str]:
+    text = resources.files("services.matcher").joinpath("data/free_mail_domains.txt").read_text()
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def domain_of(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    account_id: uuid.UUID
+    settings: AccountSettings
+    # Every address that is one of the account's users (login addresses and all aliases, verified or not).
+    user_addresses: dict[str, uuid.UUID]
+    # Per user: the addresses that make mail count as sent by that user (login address and verified aliases).
+    verified: dict[uuid.UUID, frozenset[str]]
+    internal_domains: frozenset[str]
+
+    def is_internal(self, address: str) -> bool:
+        address = normalize_address(address)
+        return address in self.user_addresses or domain_of(address) in self.internal_domains
+
+    def canonical(self, address: str) -> str:
+        """The address as persons are keyed: lower case, and without a +tag when the account folds them."""
+        address = normalize_address(address)
+        if self.settings.fold_subaddresses and "+" in address.split("@", 1)[0]:
+            local, _, domain = address.partition("@")
+            return f"{local.split('+', 1)[0]}@{domain}"
+        return address
+
+
+def load_account(session: Session, account_id: uuid.UUID) -> AccountContext:
+    account = session.get_one(Account, account_id)
+    settings = AccountSettings.of(account.settings)
+    users = session.execute(select(User.id, User.email).where(User.account_id == account_id)).all()
+    aliases = session.execute(
+        select(UserAlias.user_id, UserAlias.address, UserAlias.verified_at).where(UserAlias.account_id == account_id)
+    ).all()
+    user_addresses = {normalize_address(u.email): u.id for u in users}
+    verified: dict[uuid.UUID, set[str]] = {u.id: {normalize_address(u.email)} for u in users}
+    for alias in aliases:
+        user_addresses[normalize_address(alias.address)] = alias.user_id
+        if alias.verified_at is not None:
+            verified.setdefault(alias.user_id, set()).add(normalize_address(alias.address))
+    # The users' own work domains are internal; a user on gmail.com must not make every gmail.com user a colleague.
+    work_domains = {domain_of(a) for a in user_addresses} - free_mail_domains()
+    internal = {d.lower().lstrip("@") for d in settings.internal_domains} | work_domains
+    return AccountContext(
+        account_id=account_id,
+        settings=settings,
+        user_addresses=user_addresses,
+        verified={user_id: frozenset(addresses) for user_id, addresses in verified.items()},
+        internal_domains=frozenset(internal),
+    )

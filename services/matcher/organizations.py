@@ -1,0 +1,82 @@
+"""Persons belong to the organization that owns their e-mail domain; work domains may create one."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from services.matcher.account import AccountContext, domain_of, free_mail_domains
+from shared.locks import lock_names
+from shared.models import Organization, OrganizationDomain, Person
+
+RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
+RULE_WORK_DOMAIN = "work-domain-of-participant"
+
+
+def organization_name(domain: str) -> str:
+    """acme-industries.co.uk → "Acme Industries": the registrable label, made readable."""
+    labels = domain.split(".")
+    second_level = {"co", "com", "org", "net", "ac", "gov", "edu", "ltd", "plc"}
+    core = labels[-3] if len(labels) >= 3 and labels[-2] in second_level else labels[-2] if len(labels) >= 2 else domain
+    return " ".join(word.capitalize() for word in core.replace("_", "-").split("-") if word) or domain
+
+
+def link_organizations(
+    session: Session, context: AccountContext, persons: dict[str, uuid.UUID], *, message_id: uuid.UUID
+) -> set[uuid.UUID]:
+    """Give each person without an organization the one owning its domain; returns the organizations involved."""
+    domains = {address: domain_of(address) for address in persons}
+    candidates = {d for d in domains.values() if d not in free_mail_domains() and d not in context.internal_domains}
+    if not candidates:
+        return set()
+    owners = _owners(session, context.account_id, candidates)
+    missing = sorted(candidates - set(owners))
+    if missing and context.settings.create_organizations:
+        lock_names(session, context.account_id, (f"organization-domain:{d}" for d in missing))
+        owners.update(_owners(session, context.account_id, set(missing)))
+        for domain in missing:
+            if domain in owners:
+                continue
+            organization = Organization(
+                account_id=context.account_id,
+                name=organization_name(domain),
+                created_from="email",
+                created_by_rule=RULE_WORK_DOMAIN,
+                created_by_message_id=message_id,
+            )
+            session.add(organization)
+            session.flush()
+            session.execute(
+                insert(OrganizationDomain).values(
+                    account_id=context.account_id, organization_id=organization.id, domain=domain
+                )
+            )
+            owners[domain] = organization.id
+    involved: set[uuid.UUID] = set()
+    for address, person_id in persons.items():
+        organization_id = owners.get(domains[address])
+        if organization_id is None:
+            continue
+        involved.add(organization_id)
+        session.execute(
+            update(Person)
+            .where(Person.id == person_id, Person.account_id == context.account_id, Person.organization_id.is_(None))
+            .values(organization_id=organization_id, organization_rule=RULE_OWNS_EMAIL_DOMAIN)
+        )
+    return involved
+
+
+def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
+    rows = session.execute(
+        select(OrganizationDomain.domain, OrganizationDomain.organization_id)
+        .join(Organization, Organization.id == OrganizationDomain.organization_id)
+        .where(
+            OrganizationDomain.account_id == account_id,
+            OrganizationDomain.domain.in_(domains),
+            Organization.deleted_at.is_(None),
+        )
+    ).all()
+    return {row.domain: row.organization_id for row in rows}
