@@ -497,7 +497,10 @@ def test_a_deal_sub_address_routes_explicitly_and_a_declined_thread_stays_unlink
 def test_the_new_text_leaves_out_quoted_history(
     deliver: Callable[..., tuple[uuid.UUID, Outcome]], quiet_sessions: Sessions, quiet_tenant: Tenant
 ) -> None:
-    body = "Sounds good, let's meet Tuesday.\n\nOn Mon, Nov 23, 2026 at 9:00 AM Kim <kim@c.example> wrote:\n> Can we meet?\n"
+    body = (
+        "Sounds good, let's meet Tuesday.\n\n"
+        "On Mon, Nov 23, 2026 at 9:00 AM Kim <kim@c.example> wrote:\n> Can we meet?\n"
+    )
     deliver(
         make_mail(
             sender=quiet_tenant.user_email, to=["kim@c.example"], subject="Re: Meet", body=body, message_id="<nt@a>"
