@@ -164,8 +164,12 @@ def _print_table(results: dict[str, dict[str, object]]) -> None:
                 print(f"{'':<12} {key}: {value}")
 
 
+# The floors: talon 12/12, discourse `trimmed/` exact in at least 90% of the cases.
+DISCOURSE_FLOOR = 0.9
+
+
 def main(argv: list[str]) -> int:
-    corpora = pathlib.Path(argv[1]) if len(argv) > 1 else _DEFAULT_CORPORA
+    corpora = pathlib.Path(argv[0]) if argv else _DEFAULT_CORPORA
     if not (corpora / _REPLY_QUOTES).is_dir():
         print(f"reply-quotes evaluation not run: {corpora / _REPLY_QUOTES} not found")
         return 0
@@ -175,8 +179,11 @@ def main(argv: list[str]) -> int:
     print()
     print("supplementary (html_to_text):")
     _print_table(results_html)
-    return 0
+    talon, discourse = results["talon"], results["discourse"]
+    talon_ok = talon["passed"] == talon["cases"]
+    discourse_ok = int(str(discourse["passed"])) >= DISCOURSE_FLOOR * int(str(discourse["cases"]))
+    return 0 if talon_ok and discourse_ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv[1:]))

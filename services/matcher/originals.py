@@ -42,7 +42,10 @@ def find_originals(forward: ParsedMail) -> list[Original]:
     if sender is None:
         return []
     body = email.body or ""
-    identity = "\n".join([sender.address.lower(), email.date or "", email.subject or "", body.strip()[:4000]])
+    recipients = sorted((a.address or "").lower() for a in (*email.to, *email.cc))
+    identity = "\n".join(
+        [sender.address.lower(), email.date or "", email.subject or "", ",".join(recipients), body.strip()[:4000]]
+    )
     original = ParsedMail(
         message_id=f"fwd-{hashlib.sha256(identity.encode()).hexdigest()[:40]}@mailroom.invalid",
         in_reply_to=None,
