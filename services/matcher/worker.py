@@ -6,6 +6,7 @@ import multiprocessing
 import signal
 import threading
 import types
+import uuid
 
 import dramatiq
 import structlog
@@ -58,7 +59,7 @@ def run_one(settings: Settings) -> None:
     matcher = Matcher(
         sessions=sessions,
         blobs=LocalBlobStore(settings.blob_root),
-        enqueue=lambda inbound_id: broker.enqueue(inbound_received(inbound_id)),
+        enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker)
@@ -92,3 +93,7 @@ def sweep_safely(sessions: sessionmaker[Session], broker: RedisBroker, *, grace_
         sweep(sessions, broker, grace_seconds=grace_seconds)
     except Exception:
         log.exception("sweep.failed")
+
+
+def _enqueue(broker: RedisBroker, inbound_id: uuid.UUID) -> None:
+    broker.enqueue(inbound_received(inbound_id))
