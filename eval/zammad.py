@@ -16,11 +16,22 @@ rows and the blob store are then compared with `expected_json/<name>.json` (Zamm
 - **subject**: equal after collapsing runs of ASCII whitespace (Mailroom unfolds, Zammad keeps folding tabs).
 - **attachments**: Zammad lists more than files. Its `content-alternative` entry (`message.html`) is the HTML
   body converted to UTF-8 with LF line ends: it is compared with `Message.html_body` (exact MD5, else equal after
-  collapsing whitespace). Every other entry must be an Attachment of the message whose bytes have the expected
+  collapsing whitespace). When the declared charset does not convert cleanly in Ruby (bytes invalid in it, or a
+  label Ruby has no converter for, such as windows-1258), Zammad re-reads the whole part in the charset its
+  detector guesses (rchardet; ISO-8859-2 for both such mails here), so its file is mojibake of the part and no
+  faithful reader can reproduce it. Such an entry counts only when both hold: (1) it *is* a re-reading of one
+  text part — the part's transfer-decoded bytes with LF line ends, decoded strictly in one of the charsets that
+  detector can report (`_DETECTOR_CHARSETS`), have exactly the expected MD5 — and (2) Mailroom's body holds
+  that part read with its *declared* charset: exactly, or, where bytes are invalid in that charset, with any
+  one to three characters in place of each invalid sequence (U+FFFD, or the byte read as Latin text).
+  Every other entry must be an Attachment of the message whose bytes have the expected
   SHA-256, or the same bytes with CRLF or LF line ends: Zammad converts the whole mail to CRLF before parsing
   and its mail library turns the line ends of 7bit/8bit bodies into LF, while these files mix both. A text entry
   (text/plain, text/html, or no type, which RFC 2045 makes text/plain) that Mailroom keeps as part of the body
-  (a second inline HTML part, for instance) counts when its text is found in the stored body.
+  (a second inline HTML part, for instance) counts when its text is found in the stored body; the part is
+  located by those same SHA-256 variants, and also with one line break more at the end, because the email
+  package used here to locate it drops the last line break of the last part of a multipart that never closes
+  (Zammad and Mailroom keep it).
 
 The corpus is not part of this repository; without it the evaluation says it was not run and exits 0.
 Run as `python -m eval.zammad [CORPORA_DIR]`.
@@ -45,6 +56,30 @@ from eval.harness import EvalAccount, EvalDatabase, corpora_root, eval_database
 from shared.models import Attachment, InboundMessage, InboundStatus, Message
 
 FLOOR = 0.98
+# What Zammad's charset detector (rchardet, a port of Mozilla's universal detector) can answer, as Python codecs.
+_DETECTOR_CHARSETS = (
+    "utf-8",
+    "iso8859_2",
+    "cp1250",
+    "latin_1",
+    "cp1252",
+    "iso8859_5",
+    "cp1251",
+    "koi8_r",
+    "mac_cyrillic",
+    "cp855",
+    "cp866",
+    "iso8859_7",
+    "cp1253",
+    "iso8859_8",
+    "cp1255",
+    "tis_620",
+    "big5",
+    "gb2312",
+    "euc_jp",
+    "shift_jis",
+    "euc_kr",
+)
 _FIELDS = ("stored", "from", "to", "cc", "subject", "attachments")
 
 
@@ -240,7 +275,35 @@ def _is_body(entry: dict[str, object], body: str | None, stored: _Stored) -> boo
     for text in _text_parts(stored.raw):
         if abs(len(text.encode("utf-8")) - size) <= max(2, size // 100) and _collapse(text) in _collapse(body):
             return True
+    return _is_redetected_body(entry, body, stored)
+
+
+def _is_redetected_body(entry: dict[str, object], body: str, stored: _Stored) -> bool:
+    """Zammad's file is a text part re-read in a charset its detector guessed (see the module docstring): find
+    that part by exact MD5, then require the body to hold the part read with its declared charset."""
+    for part in _leaves(stored.raw):
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes) or part.get_content_maintype() != "text":
+            continue
+        data = _lf(data)
+        if not any(_redecoded_md5(data, charset) == entry["md5"] for charset in _DETECTOR_CHARSETS):
+            continue
+        try:
+            text = data.decode(part.get_content_charset() or "us-ascii", "replace")
+        except LookupError:
+            return False  # a label Python does not know: nothing to hold the body against
+        # Each U+FFFD stands for one invalid sequence (one to three bytes); a faithful reader shows something there.
+        pattern = ".{1,3}".join(re.escape(piece) for piece in text.replace("\r", "\n").split("\ufffd"))
+        return re.search(pattern, body.replace("\r\n", "\n").replace("\r", "\n"), re.S) is not None
     return False
+
+
+def _redecoded_md5(data: bytes, charset: str) -> str | None:
+    try:
+        text = data.decode(charset)
+    except UnicodeDecodeError:
+        return None
+    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 -- Zammad's fingerprint
 
 
 def _text_in_body(entry: dict[str, object], stored: _Stored) -> bool:
@@ -254,7 +317,8 @@ def _text_in_body(entry: dict[str, object], stored: _Stored) -> bool:
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             continue
-        if entry["sha256"] in {hashlib.sha256(variant).hexdigest() for variant in (data, _crlf(data), _lf(data))}:
+        variants = (data, _crlf(data), _lf(data), _lf(data) + b"\n", _crlf(data) + b"\r\n")
+        if entry["sha256"] in {hashlib.sha256(variant).hexdigest() for variant in variants}:
             text = data.decode(part.get_content_charset() or "utf-8", "replace")
             return _collapse(text) in bodies
     return False

@@ -367,3 +367,28 @@ def test_utf8_with_stray_latin1_bytes_keeps_the_utf8() -> None:
     parsed = parse_mail(mail("Content-Type: text/plain; charset=utf-8", "Grüße ".encode() + b"caf\xe9"))
     assert parsed.text_body == "Grüße café"
     assert parsed.defects
+
+
+def test_windows_1258_html_in_an_unclosed_alternative_is_read_as_windows_1258() -> None:
+    html = "<p>Je vous contacte suite =E0 ma commande du 14 ao=FBt, merci d=92avance.</p>"
+    body = (
+        "--rel\nContent-Type: multipart/alternative; boundary=alt\n\n"
+        "--alt\nContent-Type: text/plain; charset=windows-1258\n\ntexte\n"
+        "--alt\nContent-Type: text/html; charset=windows-1258\nContent-Transfer-Encoding: quoted-printable\n\n"
+        f"{html}\n\n--rel--\n"
+    )
+    parsed = parse_mail(mail('Content-Type: multipart/related; boundary="rel"', body))
+    assert parsed.html_body is not None
+    assert "suite à ma commande du 14 août, merci d\u2019avance." in parsed.html_body
+    assert parsed.text_body == "texte"
+
+
+def test_untyped_quoted_printable_last_part_of_an_unclosed_multipart_is_body_text_with_its_last_line() -> None:
+    body = (
+        "--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=a.pdf\n"
+        "Content-Transfer-Encoding: base64\n\nJVBERi0=\n\n"
+        "--b\nContent-Transfer-Encoding: quoted-printable\n\nRufnummer 01234=\n7 empfangen.\nEnde\n"
+    )
+    parsed = parse_mail(mail('Content-Type: multipart/mixed; boundary="b"', body))
+    assert parsed.text_body == "Rufnummer 012347 empfangen.\nEnde\n"
+    assert [(item.filename, item.content) for item in parsed.attachments] == [("a.pdf", b"%PDF-")]
