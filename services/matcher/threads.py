@@ -1,21 +1,56 @@
-"""Which thread a message belongs to: RFC 5322 Message-ID / In-Reply-To / References, the JWZ way.
+"""Which thread a message belongs to: RFC 5322 Message-ID / In-Reply-To / References the JWZ way, then the subject.
 
-Every id a thread has seen — its messages' own and the ones they reference — is a `ThreadKey`. A message joins
-the thread that holds any of its ids; ids that belong to different threads merge those threads. Because the
-result only depends on which ids are connected, the same messages give the same threads in any arrival order.
+A thread is a connected component of messages, and two messages are connected when
+
+* they share an id (`ThreadKey`): the Message-ID of one appears in the other's References or In-Reply-To, or
+  both reference the same id — even one that never arrives (JWZ's empty containers), so a parent that comes
+  after its reply joins the reply's thread and a message that references two threads merges them; or
+* at least one of them has no references at all (a client that drops them, an inline forward, Outlook's
+  `Thread-Index`-only mail) and they have the same specific normalized subject (see `subjects`), share an
+  external participant and were sent at most `SUBJECT_WINDOW` apart.
+
+Both relations only look at the two messages themselves, never at what their threads have gathered so far, so
+the components — and therefore the threads — are the same whatever order messages arrive in. Every message
+finds all its connections among the messages already stored, under advisory locks that every other message
+it could connect to also takes (its ids; its subject with each participant), so two workers that would connect
+take turns and the second one sees the first. Threads only ever merge, never split: a message that a later
+message connects to is never taken out of its thread again, which is why reference loops and RFC 5256's
+order-dependent loop breaking do not apply.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Uuid, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from services.matcher.account import load_account
+from services.matcher.subjects import normalize_subject, subject_key
+from shared.addresses import normalize_address
 from shared.locks import lock_names
-from shared.models import Message, Thread, ThreadKey
+from shared.models import Message, Thread, ThreadKey, ThreadParticipant
+
+# How far apart two messages may be sent and still be joined by subject alone: long enough for a slow reply,
+# short enough that next quarter's "Invoice" is not this quarter's.
+SUBJECT_WINDOW = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    message_id: str
+    keys: tuple[str, ...]
+    has_references: bool
+    subject: str | None
+    subject_key: str | None
+    sent_at: datetime | None
+    at: datetime  # sent_at, or now for mail without a usable Date
+    participants: frozenset[str]
 
 
 def assign_thread(
@@ -28,56 +63,184 @@ def assign_thread(
     sent_at: datetime | None,
     participants: frozenset[str] = frozenset(),
 ) -> uuid.UUID:
-    """The thread of a message; `participants` are its external addresses, normalized."""
-    keys = sorted({message_id, *references})
+    """The thread of a message; `participants` are its external addresses, normalized.
+
+    Must run in the transaction that stores the message (the `Message` row is what later messages find), after
+    the caller took the `thread-key:` locks of the message's ids (the pipeline does, for its duplicate check).
+    """
+    participants = frozenset(normalize_address(p) for p in participants if p.strip())
+    keys = tuple(sorted({message_id, *references}))
+    arrival = _Arrival(
+        message_id=message_id,
+        keys=keys,
+        has_references=bool(set(references) - {message_id}),
+        subject=subject,
+        subject_key=subject_key(subject),
+        sent_at=sent_at,
+        at=sent_at if sent_at is not None else session.scalar(select(func.now())) or datetime.now().astimezone(),
+        participants=participants,
+    )
+    # Ids first, then subjects: every worker takes its locks in this order, each group sorted, so none can wait
+    # for a lock that a worker waiting for one of its own holds.
     lock_names(session, account_id, (f"thread-key:{key}" for key in keys))
-    known = session.execute(
-        select(ThreadKey.message_id_header, ThreadKey.thread_id).where(
-            ThreadKey.account_id == account_id, ThreadKey.message_id_header.in_(keys)
-        )
-    ).all()
-    thread_ids = {row.thread_id for row in known}
-    if not thread_ids:
-        thread = Thread(account_id=account_id, subject=subject, last_message_at=sent_at)
+    if arrival.subject_key is not None:
+        lock_names(session, account_id, _subject_lock_names(arrival.subject_key, participants))
+
+    threads = _lock_connected_threads(session, account_id, arrival)
+    if threads:
+        thread = _merge(session, account_id, threads)
+    else:
+        thread = Thread(account_id=account_id)
         session.add(thread)
         session.flush()
-        thread_id = thread.id
-    else:
-        thread_id = _merge(session, account_id, thread_ids)
-    missing = [key for key in keys if key not in {row.message_id_header for row in known}]
-    if missing:
+    _record(session, account_id, thread, arrival)
+    return thread.id
+
+
+def _subject_lock_names(key: str, participants: frozenset[str]) -> list[str]:
+    # Two messages can only be joined by subject if they share a participant (or both have none), so a lock per
+    # (subject, participant) is enough to make them take turns, without serializing every "Invoice" in the account.
+    if not participants:
+        return [f"thread-subject:{key}\x00"]
+    return [f"thread-subject:{key}\x00{participant}" for participant in participants]
+
+
+def _lock_connected_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> list[Thread]:
+    """Every thread the message connects to, locked; re-read when a concurrent merge folded one away."""
+    while True:
+        thread_ids = set(
+            session.scalars(
+                select(ThreadKey.thread_id).where(
+                    ThreadKey.account_id == account_id, ThreadKey.message_id_header.in_(arrival.keys)
+                )
+            ).all()
+        )
+        if arrival.subject_key is not None:
+            thread_ids |= _subject_threads(session, account_id, arrival)
+        if not thread_ids:
+            return []
+        threads = list(
+            session.scalars(
+                select(Thread)
+                .where(Thread.account_id == account_id, Thread.id.in_(thread_ids))
+                .order_by(Thread.id)
+                .with_for_update()
+            ).all()
+        )
+        # A merge moves ids and messages only while holding both threads' row locks, so once we hold these rows,
+        # what we read about them stays true until we commit.
+        if len(threads) == len(thread_ids):
+            return threads
+
+
+def _subject_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> set[uuid.UUID]:
+    """Threads holding a message this one is joined to by subject, participant and time."""
+    sent = func.coalesce(Message.sent_at, Message.created_at)
+    query = select(Message.thread_id, Message.subject, Message.from_address, Message.to, Message.cc).where(
+        Message.account_id == account_id,
+        sent >= arrival.at - SUBJECT_WINDOW,
+        sent <= arrival.at + SUBJECT_WINDOW,
+    )
+    if arrival.has_references:
+        # References are trusted over subjects: two messages that both have them connect only through them.
+        query = query.where(func.cardinality(Message.references) == 0)
+    if arrival.participants:
+        # A thread's participants include every message's, so this narrows the search without missing any.
+        query = query.where(
+            Message.thread_id.in_(
+                select(ThreadParticipant.thread_id).where(
+                    ThreadParticipant.account_id == account_id,
+                    ThreadParticipant.address.in_(arrival.participants),
+                )
+            )
+        )
+    # The other message's external participants, worked out as the pipeline worked out this one's, so that the
+    # test is symmetric and it does not matter which of the two arrives second.
+    context = load_account(session, account_id)
+    found: set[uuid.UUID] = set()
+    for row in session.execute(query):
+        if row.thread_id in found or subject_key(row.subject) != arrival.subject_key:
+            continue
+        theirs = {
+            context.canonical(a) for a in _addresses(row.from_address, row.to, row.cc) if not context.is_internal(a)
+        }
+        # Mail with nobody outside the account (notes to self, colleagues) is "with the same people" as its like.
+        if theirs & arrival.participants if arrival.participants else not theirs:
+            found.add(row.thread_id)
+    return found
+
+
+def _addresses(from_address: str | None, to: Iterable[dict[str, Any]], cc: Iterable[dict[str, Any]]) -> list[str]:
+    addresses = [str(entry.get("address") or "") for entry in [*to, *cc]]
+    if from_address:
+        addresses.append(from_address)
+    return [address for address in addresses if address.strip()]
+
+
+def _record(session: Session, account_id: uuid.UUID, thread: Thread, arrival: _Arrival) -> None:
+    """Remember the message's ids and participants on its thread; keep the thread's subject and dates."""
+    session.execute(
+        insert(ThreadKey)
+        .values([{"account_id": account_id, "message_id_header": key, "thread_id": thread.id} for key in arrival.keys])
+        .on_conflict_do_nothing()
+    )
+    if arrival.participants:
         session.execute(
-            insert(ThreadKey)
-            .values([{"account_id": account_id, "message_id_header": key, "thread_id": thread_id} for key in missing])
+            insert(ThreadParticipant)
+            .values(
+                [{"account_id": account_id, "thread_id": thread.id, "address": p} for p in sorted(arrival.participants)]
+            )
             .on_conflict_do_nothing()
         )
-    return thread_id
+    if _first_key(arrival.sent_at, arrival.subject) < _first_key(thread.first_message_at, thread.subject):
+        thread.subject = arrival.subject
+        thread.normalized_subject = normalize_subject(arrival.subject) or None
+    if arrival.sent_at is not None:
+        if thread.first_message_at is None or arrival.sent_at < thread.first_message_at:
+            thread.first_message_at = arrival.sent_at
+        if thread.last_message_at is None or arrival.sent_at > thread.last_message_at:
+            thread.last_message_at = arrival.sent_at
 
 
-def _merge(session: Session, account_id: uuid.UUID, thread_ids: set[uuid.UUID]) -> uuid.UUID:
-    """Lock the threads (so nobody adds to one being merged away) and fold them into one survivor."""
-    threads = session.scalars(
-        select(Thread)
-        .where(Thread.account_id == account_id, Thread.id.in_(thread_ids))
-        .order_by(Thread.id)
-        .with_for_update()
-    ).all()
+def _first_key(sent_at: datetime | None, subject: str | None) -> tuple[bool, datetime | None, bool, str]:
+    """Orders candidates for "the thread's first message": earliest dated, then by subject, so the thread's
+    subject does not depend on arrival order either. An empty thread sorts last."""
+    return (sent_at is None, sent_at, subject is None, subject or "")
+
+
+def _merge(session: Session, account_id: uuid.UUID, threads: list[Thread]) -> Thread:
+    """Fold locked threads into one survivor: ids, messages and participants move, the earliest subject stays."""
     # The survivor keeps a deal link if one exists (a user's choice must not be lost), else the oldest wins.
     survivor = min(threads, key=lambda t: (t.deal_id is None, t.created_at, t.id))
-    losers = [t.id for t in threads if t.id != survivor.id]
+    losers = [t for t in threads if t.id != survivor.id]
     if not losers:
-        return survivor.id
+        return survivor
+    loser_ids = [t.id for t in losers]
     session.execute(
         update(ThreadKey)
-        .where(ThreadKey.account_id == account_id, ThreadKey.thread_id.in_(losers))
+        .where(ThreadKey.account_id == account_id, ThreadKey.thread_id.in_(loser_ids))
         .values(thread_id=survivor.id)
     )
     session.execute(
         update(Message)
-        .where(Message.account_id == account_id, Message.thread_id.in_(losers))
+        .where(Message.account_id == account_id, Message.thread_id.in_(loser_ids))
         .values(thread_id=survivor.id)
     )
-    latest = [t.last_message_at for t in threads if t.last_message_at is not None]
-    survivor.last_message_at = max(latest) if latest else None
-    session.execute(delete(Thread).where(Thread.account_id == account_id, Thread.id.in_(losers)))
-    return survivor.id
+    session.execute(
+        insert(ThreadParticipant)
+        .from_select(
+            ["account_id", "thread_id", "address"],
+            select(ThreadParticipant.account_id, literal(survivor.id, Uuid), ThreadParticipant.address).where(
+                ThreadParticipant.account_id == account_id, ThreadParticipant.thread_id.in_(loser_ids)
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
+    first = min(threads, key=lambda t: _first_key(t.first_message_at, t.subject))
+    survivor.subject, survivor.normalized_subject = first.subject, first.normalized_subject
+    firsts = [t.first_message_at for t in threads if t.first_message_at is not None]
+    lasts = [t.last_message_at for t in threads if t.last_message_at is not None]
+    survivor.first_message_at = min(firsts) if firsts else None
+    survivor.last_message_at = max(lasts) if lasts else None
+    session.execute(delete(Thread).where(Thread.account_id == account_id, Thread.id.in_(loser_ids)))
+    return survivor
