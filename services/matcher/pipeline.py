@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.account import AccountContext, load_account
@@ -36,7 +36,7 @@ from services.matcher.people import (
     plan_people,
 )
 from services.matcher.quotes import extract_new_text, html_to_text
-from services.matcher.threads import assign_thread
+from services.matcher.threads import assign_thread, subject_lock_names, threads_joined_by_subject
 from shared.blobstore import BlobStore
 from shared.db import transaction
 from shared.locks import lock_names
@@ -49,7 +49,6 @@ from shared.models import (
     MessageKind,
     MessagePerson,
     PersonEmail,
-    Thread,
     ThreadKey,
     User,
 )
@@ -167,6 +166,12 @@ class Matcher:
             return stored
         if sent_by_user:
             originals = find_originals(parsed)
+            # All originals' ids at once, in order: storing them one by one must not take locks out of order.
+            lock_names(
+                session,
+                context.account_id,
+                (f"thread-key:{key}" for o in originals for key in (o.mail.message_id, *o.mail.references)),
+            )
             if not originals:
                 stored = self._store(
                     session,
@@ -175,7 +180,7 @@ class Matcher:
                     parsed,
                     Classified(MessageKind.sent, "From is a verified address of the user"),
                 )
-                released.extend(_release_waiting(session, context, user.id, stored[0].thread_id))
+                released.extend(_release_waiting(session, context, user.id, stored[0], parsed))
                 return stored
             results = [
                 self._store(
@@ -191,8 +196,8 @@ class Matcher:
                 )
                 for original in originals
             ]
-            for message, _ in results:
-                released.extend(_release_waiting(session, context, user.id, message.thread_id))
+            for (message, _), original in zip(results, originals, strict=True):
+                released.extend(_release_waiting(session, context, user.id, message, original.mail))
             return results[0]
         if sender is not None and context.is_internal(sender):
             raise Hold(
@@ -209,7 +214,7 @@ class Matcher:
         raise Hold(
             f"{sender or 'an unknown sender'} wrote to the Smart-BCC address directly, and the message belongs to none"
             f" of {user.email}'s threads",
-            waiting_for=sorted({parsed.message_id, *parsed.references}),
+            waiting_for=sorted({parsed.message_id, *parsed.references, *_subject_names(parsed, context)}),
         )
 
     def _store(
@@ -316,7 +321,6 @@ class Matcher:
             user_id=inbound.user_id,
             routed_deal_id=deal_from_subaddress(inbound.envelope_to),
         )
-        _touch_thread(session, thread_id, parsed.sent_at)
         return message, Outcome.stored
 
 
@@ -330,17 +334,37 @@ def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[s
 
 
 def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUID, parsed: ParsedMail) -> bool:
-    """Does the message reference (directly or through its thread) mail of this user?
+    """Does the message belong to a thread with mail of this user — by its references, or (without any) by
+    subject, participant and time, as threading itself would join it?
 
-    The ids are locked first, so this check and a concurrent store of the user's message on those ids take turns:
-    either we see that message, or it sees us held and releases us (`_release_waiting`).
+    Its ids and subject names are locked first, so this check and a concurrent store of the user's message take
+    turns: either we see that message, or it sees us held and releases us (`_release_waiting`).
     """
-    lock_names(session, context.account_id, (f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}))
-    if not parsed.references:
-        return False
-    threads = select(ThreadKey.thread_id).where(
-        ThreadKey.account_id == context.account_id, ThreadKey.message_id_header.in_(parsed.references)
+    subject_names = _subject_names(parsed, context)
+    lock_names(
+        session,
+        context.account_id,
+        [*(f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}), *subject_names],
     )
+    threads: set[uuid.UUID] = set()
+    if parsed.references:
+        threads |= set(
+            session.scalars(
+                select(ThreadKey.thread_id).where(
+                    ThreadKey.account_id == context.account_id, ThreadKey.message_id_header.in_(parsed.references)
+                )
+            ).all()
+        )
+    else:
+        threads |= threads_joined_by_subject(
+            session,
+            context.account_id,
+            subject=parsed.subject,
+            sent_at=parsed.sent_at,
+            participants=_participants(parsed, context),
+        )
+    if not threads:
+        return False
     found = session.scalar(
         select(Message.id)
         .where(Message.account_id == context.account_id, Message.user_id == user_id, Message.thread_id.in_(threads))
@@ -349,20 +373,36 @@ def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUI
     return found is not None
 
 
+def _participants(parsed: ParsedMail, context: AccountContext) -> frozenset[str]:
+    return frozenset(context.canonical(a.address) for _, a in _external_roles(parsed, context))
+
+
+def _subject_names(parsed: ParsedMail, context: AccountContext) -> list[str]:
+    if parsed.references:
+        return []  # mail with references is never joined by subject
+    return subject_lock_names(parsed.subject, _participants(parsed, context))
+
+
 def _release_waiting(
-    session: Session, context: AccountContext, user_id: uuid.UUID, thread_id: uuid.UUID
+    session: Session, context: AccountContext, user_id: uuid.UUID, message: Message, parsed: ParsedMail
 ) -> list[uuid.UUID]:
-    """Held contact mail that references this thread now has a place: send it back to the matcher."""
-    keys = select(func.array_agg(ThreadKey.message_id_header)).where(
-        ThreadKey.account_id == context.account_id, ThreadKey.thread_id == thread_id
+    """Held contact mail that this message's thread (by id, or by subject for reference-less mail) now gives a
+    place: send it back to the matcher."""
+    keys = list(
+        session.scalars(
+            select(ThreadKey.message_id_header).where(
+                ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
+            )
+        ).all()
     )
+    keys.extend(subject_lock_names(parsed.subject, _participants(parsed, context)))
     released = session.scalars(
         update(InboundMessage)
         .where(
             InboundMessage.account_id == context.account_id,
             InboundMessage.user_id == user_id,
             InboundMessage.status == InboundStatus.held.value,
-            InboundMessage.held_references.overlap(keys.scalar_subquery()),
+            InboundMessage.held_references.overlap(keys),
         )
         .values(status=InboundStatus.received.value, hold_reason=None, held_references=None, attempts=0)
         .returning(InboundMessage.id)
@@ -379,9 +419,3 @@ def _mark_bounces(session: Session, context: AccountContext, raw: bytes, message
         .where(PersonEmail.account_id == context.account_id, PersonEmail.address.in_(failed))
         .values(bounced_at=datetime.now(UTC), bounce_message_id=message_id)
     )
-
-
-def _touch_thread(session: Session, thread_id: uuid.UUID, sent_at: datetime | None) -> None:
-    thread = session.get_one(Thread, thread_id)
-    if sent_at is not None and (thread.last_message_at is None or sent_at > thread.last_message_at):
-        thread.last_message_at = sent_at

@@ -97,12 +97,45 @@ def assign_thread(
     return thread.id
 
 
+def subject_lock_names(subject: str | None, participants: frozenset[str]) -> list[str]:
+    """The names a message locks (and, when held, waits on) for joining threads by subject; [] when it cannot."""
+    key = subject_key(subject)
+    if key is None:
+        return []
+    return _subject_lock_names(key, frozenset(normalize_address(p) for p in participants if p.strip()))
+
+
+def threads_joined_by_subject(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    subject: str | None,
+    sent_at: datetime | None,
+    participants: frozenset[str],
+) -> set[uuid.UUID]:
+    """The threads a reference-less message would join by subject, participant and time (without joining)."""
+    key = subject_key(subject)
+    if key is None:
+        return set()
+    arrival = _Arrival(
+        message_id="",
+        keys=(),
+        has_references=False,
+        subject=subject,
+        subject_key=key,
+        sent_at=sent_at,
+        at=sent_at if sent_at is not None else session.scalar(select(func.now())) or datetime.now().astimezone(),
+        participants=frozenset(normalize_address(p) for p in participants if p.strip()),
+    )
+    return _subject_threads(session, account_id, arrival)
+
+
 def _subject_lock_names(key: str, participants: frozenset[str]) -> list[str]:
     # Two messages can only be joined by subject if they share a participant (or both have none), so a lock per
     # (subject, participant) is enough to make them take turns, without serializing every "Invoice" in the account.
     if not participants:
-        return [f"thread-subject:{key}\x00"]
-    return [f"thread-subject:{key}\x00{participant}" for participant in participants]
+        return [f"thread-subject:{key}\t"]
+    return [f"thread-subject:{key}\t{participant}" for participant in participants]
 
 
 def _lock_connected_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> list[Thread]:

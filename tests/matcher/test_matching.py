@@ -507,3 +507,39 @@ def test_the_new_text_leaves_out_quoted_history(
         )
     )
     assert stored(quiet_sessions, quiet_tenant, "nt@a").new_text == "Sounds good, let's meet Tuesday."
+
+
+def test_a_contact_reply_without_references_is_placed_by_subject_in_either_order(
+    deliver: Callable[..., tuple[uuid.UUID, Outcome]],
+    matcher: Matcher,
+    quiet_sessions: Sessions,
+    quiet_tenant: Tenant,
+) -> None:
+    # Some clients drop References; subject, a shared participant and time still place the reply.
+    reply = make_mail(
+        sender="Lee <lee@client.example>",
+        to=[quiet_tenant.user_email],
+        cc=[quiet_tenant.bcc_address],
+        subject="AW: Rollout plan for Q3",
+        message_id="<nr2@c>",
+    )
+    original = make_mail(
+        sender=quiet_tenant.user_email, to=["lee@client.example"], subject="Rollout plan for Q3", message_id="<nr1@a>"
+    )
+    reply_id, first = deliver(reply)
+    assert first is Outcome.held
+    deliver(original)
+    assert inbound(quiet_sessions, reply_id).status == "received"  # released by the user's message
+    assert matcher.process(reply_id) is Outcome.stored
+    placed = stored(quiet_sessions, quiet_tenant, "nr2@c")
+    assert placed.kind == "contact"
+    assert placed.thread_id == stored(quiet_sessions, quiet_tenant, "nr1@a").thread_id
+
+    later = make_mail(
+        sender="Lee <lee@client.example>",
+        to=[quiet_tenant.user_email],
+        subject="Re: Rollout plan for Q3",
+        message_id="<nr3@c>",
+    )
+    assert deliver(later)[1] is Outcome.stored
+    assert stored(quiet_sessions, quiet_tenant, "nr3@c").thread_id == placed.thread_id

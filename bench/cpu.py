@@ -1,0 +1,64 @@
+"""CPU seconds spent by the server under test, by Postgres and by the bench's own client during one push.
+
+On a two-core machine a rate means little without them: they tell a server that waits (on fsync, on a lock)
+from one that is out of CPU, and show whether the client had a core to spare.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    server: float
+    postgres: float
+    client: float
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.server - other.server, self.postgres - other.postgres, self.client - other.client)
+
+
+def cpu_times(server_pids: tuple[int, ...], database: str | None) -> CpuTimes:
+    """`database` picks the Postgres backends to count; None counts none (the server under test has no database)."""
+    postgres = _postgres_seconds(database) if database else 0.0
+    return CpuTimes(_process_seconds(server_pids), postgres, time.process_time())
+
+
+def _process_seconds(pids: tuple[int, ...]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            # A worker's processes are children of the one we started.
+            for member in (process, *process.children(recursive=True)):
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue  # gone or not ours to read: the figure is a lower bound, never an error
+    return total
+
+
+def _postgres_seconds(database: str) -> float:
+    # Only the backends connected to our database ("postgres: [cluster:] user database host(port) state"): other
+    # work on a shared server is not ours. Background processes (WAL writer, checkpointer) are left out for the same
+    # reason, so this is a lower bound. Backends that exit mid-push take their time with them; pooled ones do not.
+    total = 0.0
+    for process in psutil.process_iter(["name", "cmdline"]):
+        words = " ".join(process.info["cmdline"] or ()).split()
+        if process.info["name"] != "postgres" or not _serves(words, database):
+            continue
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _serves(words: list[str], database: str) -> bool:
+    return any(word == database and ("(" in after or after == "[local]") for word, after in itertools.pairwise(words))
