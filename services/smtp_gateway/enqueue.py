@@ -13,7 +13,7 @@ import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.broker import inbound_received
+from shared.broker import enqueue_many, inbound_received
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,6 @@ class AfterCommitEnqueuer:
 
     def _send(self, batch: list[uuid.UUID]) -> None:
         try:
-            for inbound_id in batch:
-                self._broker.enqueue(inbound_received(inbound_id))
+            enqueue_many(self._broker, [inbound_received(inbound_id) for inbound_id in batch])
         except redis.RedisError as exc:
             log.warning("enqueue.failed_left_for_sweep", count=len(batch), error=str(exc))

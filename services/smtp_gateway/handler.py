@@ -82,7 +82,6 @@ class GatewayHandler:
         finally:
             self.open_transactions.discard(envelope)
         self._enqueuer.submit(ids)
-        log.info("smtp.accepted", inbound_ids=[str(i) for i in ids], size=len(raw))
         return f"250 2.0.0 queued as {_queued_as(ids)}"
 
 

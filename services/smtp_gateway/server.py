@@ -51,8 +51,6 @@ async def serve(settings: Settings) -> None:
         libpq_url(settings.require_database_url()),
         min_size=2,
         max_size=8,
-        # A connection the server dropped (restart, failover) is replaced before use instead of failing a session.
-        check=AsyncConnectionPool.check_connection,
         # Past this, the session gets a 4xx and the sender retries: better than holding it open indefinitely.
         timeout=5,
         open=False,
