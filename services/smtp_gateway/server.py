@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
 
 import structlog
 import uvloop
-from aiosmtpd.smtp import SMTP
 from psycopg_pool import AsyncConnectionPool
 
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.handler import GatewayHandler
+from services.smtp_gateway.protocol import GatewaySMTP
 from services.smtp_gateway.store import InboundStore
 from shared.broker import make_broker
 from shared.db import libpq_url
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class _TrackedSMTP(SMTP):
-    """aiosmtpd's protocol, remembering open sessions so shutdown can close the idle ones."""
-
-    def __init__(self, sessions: set[_TrackedSMTP], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sessions = sessions
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._sessions.add(self)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        self._sessions.discard(self)
-        super().connection_lost(error)
-
-    def close_session(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 def run(settings: Settings) -> None:
@@ -60,10 +39,10 @@ async def serve(settings: Settings) -> None:
     store = InboundStore(pool)
     enqueuer = AfterCommitEnqueuer(broker)
     handler = GatewayHandler(settings.bcc_domain, store, enqueuer)
-    sessions: set[_TrackedSMTP] = set()
+    sessions: set[GatewaySMTP] = set()
 
-    def new_session() -> _TrackedSMTP:
-        return _TrackedSMTP(
+    def new_session() -> GatewaySMTP:
+        return GatewaySMTP(
             sessions,
             handler,
             hostname=settings.smtp_hostname,
