@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 
@@ -21,5 +21,10 @@ def _lock_key(account_id: uuid.UUID, name: str) -> int:
 
 def lock_names(session: Session, account_id: uuid.UUID, names: Iterable[str]) -> None:
     keys = sorted({_lock_key(account_id, name) for name in names})
-    for key in keys:
-        session.execute(select(func.pg_advisory_xact_lock(key)))
+    if not keys:
+        return
+    # One round trip; the ordered subquery makes Postgres take them in the sorted order.
+    session.execute(
+        text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) s"),
+        {"keys": keys},
+    )

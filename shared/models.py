@@ -223,7 +223,11 @@ class Direction(enum.StrEnum):
 
 class Message(Id, Created, Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("account_id", "message_id_header"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "message_id_header"),
+        # The subject fallback of threading looks up messages by their subject's key.
+        Index("ix_messages_account_id_subject_key", "account_id", "subject_key"),
+    )
 
     account_id: Mapped[uuid.UUID] = account_fk()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -233,6 +237,8 @@ class Message(Id, Created, Base):
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     subject: Mapped[str | None] = mapped_column(Text)
+    # The subject without reply/forward prefixes, None when too generic to join threads by (see matcher.subjects).
+    subject_key: Mapped[str | None] = mapped_column(Text)
     from_name: Mapped[str | None] = mapped_column(Text)
     from_address: Mapped[str | None] = mapped_column(Text)
     to: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))

@@ -36,6 +36,7 @@ from services.matcher.people import (
     plan_people,
 )
 from services.matcher.quotes import extract_new_text, html_to_text
+from services.matcher.subjects import subject_key
 from services.matcher.threads import assign_thread, subject_lock_names, threads_joined_by_subject
 from shared.blobstore import BlobStore
 from shared.db import transaction
@@ -254,6 +255,7 @@ class Matcher:
             subject=parsed.subject,
             sent_at=parsed.sent_at,
             participants=frozenset(context.canonical(a.address) for _, a in roles),
+            context=context,
         )
         text = parsed.text_body or (html_to_text(parsed.html_body) if parsed.html_body else None)
         message = Message(
@@ -264,6 +266,7 @@ class Matcher:
             in_reply_to=parsed.in_reply_to,
             references=list(parsed.references),
             subject=parsed.subject,
+            subject_key=subject_key(parsed.subject),
             from_name=sender.name if sender else None,
             from_address=sender.address if sender else None,
             to=[a.as_json() for a in parsed.to],
@@ -358,7 +361,7 @@ def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUI
     else:
         threads |= threads_joined_by_subject(
             session,
-            context.account_id,
+            context,
             subject=parsed.subject,
             sent_at=parsed.sent_at,
             participants=_participants(parsed, context),

@@ -30,7 +30,7 @@ from sqlalchemy import Uuid, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.matcher.account import load_account
+from services.matcher.account import AccountContext, load_account
 from services.matcher.subjects import normalize_subject, subject_key
 from shared.addresses import normalize_address
 from shared.locks import lock_names
@@ -62,6 +62,7 @@ def assign_thread(
     subject: str | None,
     sent_at: datetime | None,
     participants: frozenset[str] = frozenset(),
+    context: AccountContext | None = None,
 ) -> uuid.UUID:
     """The thread of a message; `participants` are its external addresses, normalized.
 
@@ -86,7 +87,8 @@ def assign_thread(
     if arrival.subject_key is not None:
         lock_names(session, account_id, _subject_lock_names(arrival.subject_key, participants))
 
-    threads = _lock_connected_threads(session, account_id, arrival)
+    context = context if context is not None else load_account(session, account_id)
+    threads = _lock_connected_threads(session, account_id, arrival, context)
     if threads:
         thread = _merge(session, account_id, threads)
     else:
@@ -107,7 +109,7 @@ def subject_lock_names(subject: str | None, participants: frozenset[str]) -> lis
 
 def threads_joined_by_subject(
     session: Session,
-    account_id: uuid.UUID,
+    context: AccountContext,
     *,
     subject: str | None,
     sent_at: datetime | None,
@@ -127,7 +129,7 @@ def threads_joined_by_subject(
         at=sent_at if sent_at is not None else session.scalar(select(func.now())) or datetime.now().astimezone(),
         participants=frozenset(normalize_address(p) for p in participants if p.strip()),
     )
-    return _subject_threads(session, account_id, arrival)
+    return _subject_threads(session, context.account_id, arrival, context)
 
 
 def _subject_lock_names(key: str, participants: frozenset[str]) -> list[str]:
@@ -138,7 +140,9 @@ def _subject_lock_names(key: str, participants: frozenset[str]) -> list[str]:
     return [f"thread-subject:{key}\t{participant}" for participant in participants]
 
 
-def _lock_connected_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> list[Thread]:
+def _lock_connected_threads(
+    session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
+) -> list[Thread]:
     """Every thread the message connects to, locked; re-read when a concurrent merge folded one away."""
     while True:
         thread_ids = set(
@@ -149,7 +153,7 @@ def _lock_connected_threads(session: Session, account_id: uuid.UUID, arrival: _A
             ).all()
         )
         if arrival.subject_key is not None:
-            thread_ids |= _subject_threads(session, account_id, arrival)
+            thread_ids |= _subject_threads(session, account_id, arrival, context)
         if not thread_ids:
             return []
         threads = list(
@@ -166,11 +170,14 @@ def _lock_connected_threads(session: Session, account_id: uuid.UUID, arrival: _A
             return threads
 
 
-def _subject_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> set[uuid.UUID]:
+def _subject_threads(
+    session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
+) -> set[uuid.UUID]:
     """Threads holding a message this one is joined to by subject, participant and time."""
     sent = func.coalesce(Message.sent_at, Message.created_at)
-    query = select(Message.thread_id, Message.subject, Message.from_address, Message.to, Message.cc).where(
+    query = select(Message.thread_id, Message.from_address, Message.to, Message.cc).where(
         Message.account_id == account_id,
+        Message.subject_key == arrival.subject_key,
         sent >= arrival.at - SUBJECT_WINDOW,
         sent <= arrival.at + SUBJECT_WINDOW,
     )
@@ -189,10 +196,9 @@ def _subject_threads(session: Session, account_id: uuid.UUID, arrival: _Arrival)
         )
     # The other message's external participants, worked out as the pipeline worked out this one's, so that the
     # test is symmetric and it does not matter which of the two arrives second.
-    context = load_account(session, account_id)
     found: set[uuid.UUID] = set()
     for row in session.execute(query):
-        if row.thread_id in found or subject_key(row.subject) != arrival.subject_key:
+        if row.thread_id in found:
             continue
         theirs = {
             context.canonical(a) for a in _addresses(row.from_address, row.to, row.cc) if not context.is_internal(a)
