@@ -56,4 +56,7 @@ def configure_logging(
         logger.propagate = True
     # aiosmtpd logs every SMTP line at INFO, including envelope data: keep it to warnings.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    logging.getLogger("mailparser").setLevel(logging.WARNING)
+    # mail-parser warns about every MIME part it does not handle itself; the matcher records real defects.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    # pgserver logs each pg_ctl call with its full output: only its problems matter.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
