@@ -37,7 +37,12 @@ from services.matcher.people import (
 )
 from services.matcher.quotes import extract_new_text, html_to_text
 from services.matcher.subjects import subject_key
-from services.matcher.threads import assign_thread, subject_lock_names, threads_joined_by_subject
+from services.matcher.threads import (
+    assign_thread,
+    outlook_conversation_key,
+    subject_lock_names,
+    threads_joined_by_subject,
+)
 from shared.blobstore import BlobStore
 from shared.db import transaction
 from shared.locks import lock_names
@@ -229,7 +234,9 @@ class Matcher:
     ) -> tuple[Message, Outcome]:
         account_id = context.account_id
         # Everything that shares an id with this message waits for us (and we for it): see shared.locks.
-        lock_names(session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}))
+        lock_names(
+            session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *_thread_references(parsed)})
+        )
         existing = session.scalars(
             select(Message).where(Message.account_id == account_id, Message.message_id_header == parsed.message_id)
         ).one_or_none()
@@ -251,7 +258,7 @@ class Matcher:
             session,
             account_id,
             message_id=parsed.message_id,
-            references=parsed.references,
+            references=_thread_references(parsed),
             subject=parsed.subject,
             sent_at=parsed.sent_at,
             participants=frozenset(context.canonical(a.address) for _, a in roles),
@@ -325,6 +332,12 @@ class Matcher:
             routed_deal_id=deal_from_subaddress(inbound.envelope_to),
         )
         return message, Outcome.stored
+
+
+def _thread_references(parsed: ParsedMail) -> tuple[str, ...]:
+    """References for threading: the RFC 5322 ones, plus Outlook's conversation id when it sent one."""
+    conversation = outlook_conversation_key(parsed.headers.get("thread-index"))
+    return parsed.references if conversation is None else (*parsed.references, conversation)
 
 
 def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[str, Address]]:

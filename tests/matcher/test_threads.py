@@ -3,6 +3,7 @@ promise that the same messages give the same threads whatever order and however 
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 import random
 import uuid
@@ -362,3 +363,23 @@ def test_several_worker_processes_give_the_threads_of_one(
         )
     assert statuses == {InboundStatus.processed.value}
     assert partition(quiet_sessions, concurrent) == expected
+
+
+def test_outlook_thread_index_alone_joins_a_conversation(
+    matcher: Matcher, quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant
+) -> None:
+    # Outlook keeps the first 22 bytes of Thread-Index for the whole conversation and appends 5 per reply.
+    root = bytes(range(22))
+    first = make_mail(sender=quiet_tenant.user_email, to=["ola@client.example"], subject="Budget", message_id="<o1@x>")
+    first["Thread-Index"] = base64.b64encode(root).decode()
+    reply = make_mail(
+        sender=quiet_tenant.user_email, to=["ola@client.example"], subject="Different words", message_id="<o2@x>"
+    )
+    reply["Thread-Index"] = base64.b64encode(root + b"\x01\x02\x03\x04\x05").decode()
+    for mail in (reply, first):
+        assert matcher.process(receive(quiet_sessions, quiet_tenant, mail)) is Outcome.stored
+    with quiet_sessions() as session:
+        threads = set(
+            session.scalars(select(Message.thread_id).where(Message.account_id == quiet_tenant.account_id)).all()
+        )
+    assert len(threads) == 1
