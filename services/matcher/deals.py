@@ -1,7 +1,11 @@
 """Which deal a thread belongs to: explicit routing, then the user's choice, then inference — or a question.
 
-Only open deals are candidates. One candidate links the thread; several open a disambiguation item for the user
-(the thread stays on its persons until the user chooses, and the choice holds for every later message).
+Only open deals are candidates: the open deals of every person (and organization) on the thread. One candidate
+links the thread; several open a disambiguation item for the user (the thread stays on its persons until the user
+chooses, and the choice holds for every later message). A link the user made — by choosing, or by mailing a
+`+deal-<id>` address — is final. An inferred link is re-decided as the thread's people grow, so that the
+outcome depends on which messages the thread has, never on the order they arrived in: a thread linked to
+Jane's one deal that later gains Bob, who has a deal of his own, becomes a question.
 """
 
 from __future__ import annotations
@@ -71,17 +75,24 @@ def decide_deal(
             _link(thread, deal.id, RULE_SUB_ADDRESS, message_id)
             _settle_question(session, account_id, thread_id, "superseded")
             return DealDecision(DealOutcome.linked, deal.id)
-    if thread.deal_id is not None or thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED):
+    if thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED, RULE_SUB_ADDRESS):
         return DealDecision(DealOutcome.kept, thread.deal_id)
 
     candidates = _candidates(session, account_id, thread_id)
     if len(candidates) == 1:
         [deal_id] = candidates
+        if thread.deal_id == deal_id:
+            return DealDecision(DealOutcome.kept, deal_id)
         _link(thread, deal_id, RULE_SINGLE_OPEN_DEAL, message_id)
         _settle_question(session, account_id, thread_id, "superseded")
         return DealDecision(DealOutcome.linked, deal_id)
     if not candidates:
-        return DealDecision(DealOutcome.none, None)
+        # Its deal may have been won since: an earlier link stays, nothing new is inferred.
+        return DealDecision(DealOutcome.kept if thread.deal_id else DealOutcome.none, thread.deal_id)
+    # Several candidates: an inferred link no longer holds; the user decides.
+    thread.deal_id = None
+    thread.deal_rule = None
+    thread.deal_linked_by_message_id = None
     payload = [
         {"deal_id": str(deal_id), "reasons": sorted(reasons)}
         for deal_id, reasons in sorted(candidates.items(), key=lambda item: str(item[0]))
@@ -91,8 +102,8 @@ def decide_deal(
         .values(id=uuid.uuid4(), account_id=account_id, thread_id=thread_id, user_id=user_id, candidates=payload)
         .on_conflict_do_update(
             index_elements=[Disambiguation.account_id, Disambiguation.thread_id],
-            set_={"candidates": payload},
-            where=Disambiguation.status == "pending",
+            # A user's answer ends the matcher's questions (see above); one it superseded itself is asked again.
+            set_={"candidates": payload, "status": "pending", "resolved_deal_id": None, "resolved_at": None},
         )
         .returning(Disambiguation.id)
     )

@@ -543,3 +543,29 @@ def test_a_contact_reply_without_references_is_placed_by_subject_in_either_order
     )
     assert deliver(later)[1] is Outcome.stored
     assert stored(quiet_sessions, quiet_tenant, "nr3@c").thread_id == placed.thread_id
+
+
+@pytest.mark.parametrize("order", ["jane first", "both first"])
+def test_the_deal_outcome_does_not_depend_on_arrival_order(
+    deliver: Callable[..., tuple[uuid.UUID, Outcome]], quiet_sessions: Sessions, quiet_tenant: Tenant, order: str
+) -> None:
+    jane = new_person(quiet_sessions, quiet_tenant, "Jane", "jane@client.example")
+    bob = new_person(quiet_sessions, quiet_tenant, "Bob", "bob@client.example")
+    new_deal(quiet_sessions, quiet_tenant, jane, "Jane's deal")
+    new_deal(quiet_sessions, quiet_tenant, bob, "Bob's deal")
+    to_jane = make_mail(sender=quiet_tenant.user_email, to=["jane@client.example"], subject="Plan", message_id="<p1@a>")
+    to_both = make_mail(
+        sender=quiet_tenant.user_email,
+        to=["jane@client.example", "bob@client.example"],
+        subject="Re: Plan",
+        message_id="<p2@a>",
+        references=["<p1@a>"],
+    )
+    for mail in [to_jane, to_both] if order == "jane first" else [to_both, to_jane]:
+        deliver(mail)
+    thread = thread_of(quiet_sessions, quiet_tenant, "p1@a")
+    assert thread.deal_id is None
+    with quiet_sessions() as session:
+        question = session.scalars(select(Disambiguation).where(Disambiguation.thread_id == thread.id)).one()
+    assert question.status == "pending"
+    assert len(question.candidates) == 2
