@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 from services.runtime import resolved_servers
 from shared.logging import configure_logging
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     create_user.add_argument("email")
     create_user.add_argument("--name", default=None)
 
+    tokens = commands.add_parser("tokens", help="manage API tokens").add_subparsers(dest="action", required=True)
+    create_token = tokens.add_parser("create", help="create an API token (printed once; only its hash is kept)")
+    create_token.add_argument("account_id")
+    create_token.add_argument("--scope", choices=["read", "write", "admin"], default="read")
+    create_token.add_argument("--user", dest="user_id", default=None, help="tie the token to this user of the account")
+    create_token.add_argument("--name", default=None, help="a label for people")
+    revoke_token = tokens.add_parser("revoke", help="revoke an API token at once")
+    revoke_token.add_argument("token_id")
+
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(args.command, level=settings.log_level, log_format=settings.log_format)
@@ -41,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.up import run_up
 
         return run_up(settings)
-    if args.command in ("accounts", "users"):
+    if args.command in ("accounts", "users", "tokens"):
         return _admin(args, settings)
-    with resolved_servers(settings, with_redis=args.command in ("gateway", "worker", "sweep")) as resolved:
+    # The API enqueues too (reprocessing held mail, webhook deliveries) and reports Redis in /readyz.
+    with resolved_servers(settings, with_redis=args.command in ("gateway", "worker", "sweep", "api")) as resolved:
         return _service(args, resolved)
 
 
@@ -87,6 +101,8 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
                 if args.command == "accounts":
                     account = directory.create_account(session, args.name)
                     _print({"account_id": str(account.account_id), "api_token": account.api_token})
+                elif args.command == "tokens":
+                    return _tokens(args, session)
                 else:
                     try:
                         account_id = uuid.UUID(args.account_id)
@@ -103,6 +119,40 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
                     )
         finally:
             engine.dispose()
+    return 0
+
+
+def _tokens(args: argparse.Namespace, session: Session) -> int:
+    from shared import directory
+    from shared.models import TokenScope
+
+    if args.action == "revoke":
+        try:
+            token = directory.revoke_token(session, uuid.UUID(args.token_id))
+        except ValueError:
+            token = None
+        if token is None:
+            print(f"mailroom: no token {args.token_id}", file=sys.stderr)
+            return 2
+        _print({"token_id": str(token.id), "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None})
+        return 0
+    try:
+        account_id = uuid.UUID(args.account_id)
+        user_id = None if args.user_id is None else uuid.UUID(args.user_id)
+        row, secret = directory.issue_token(
+            session, account_id, TokenScope(args.scope), user_id=user_id, name=args.name
+        )
+    except (ValueError, LookupError):
+        print(f"mailroom: no account {args.account_id} (or no such user in it)", file=sys.stderr)
+        return 2
+    _print(
+        {
+            "token_id": str(row.id),
+            "api_token": secret,
+            "scope": row.scope,
+            "user_id": None if row.user_id is None else str(row.user_id),
+        }
+    )
     return 0
 
 

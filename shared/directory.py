@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,8 +45,40 @@ def create_account(session: Session, name: str) -> NewAccount:
 
 
 def create_token(session: Session, account_id: uuid.UUID, scope: TokenScope, user_id: uuid.UUID | None = None) -> str:
+    return issue_token(session, account_id, scope, user_id=user_id)[1]
+
+
+def issue_token(
+    session: Session,
+    account_id: uuid.UUID,
+    scope: TokenScope,
+    *,
+    user_id: uuid.UUID | None = None,
+    name: str | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token row and the secret itself, which exists only in this return value (only its hash is stored).
+
+    `user_id` must belong to the account: `LookupError` otherwise.
+    """
+    if session.get(Account, account_id) is None:
+        raise LookupError(f"no account {account_id}")
+    if user_id is not None and find_user(session, account_id, user_id) is None:
+        raise LookupError(f"no user {user_id} in account {account_id}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(account_id=account_id, token_hash=hash_token(token), scope=scope.value, user_id=user_id))
+    row = ApiToken(account_id=account_id, token_hash=hash_token(token), scope=scope.value, user_id=user_id, name=name)
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def revoke_token(session: Session, token_id: uuid.UUID, account_id: uuid.UUID | None = None) -> ApiToken | None:
+    """Revoke a token (idempotently); None when there is no such token (in that account, when given)."""
+    query = select(ApiToken).where(ApiToken.id == token_id)
+    if account_id is not None:
+        query = query.where(ApiToken.account_id == account_id)
+    token = session.scalars(query.with_for_update()).one_or_none()
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = datetime.now(UTC)
     return token
 
 
@@ -62,6 +95,16 @@ def create_user(session: Session, account_id: uuid.UUID, email: str, name: str |
     session.add(user)
     session.flush()
     return user
+
+
+def find_user(session: Session, account_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+    return session.scalars(select(User).where(User.account_id == account_id, User.id == user_id)).one_or_none()
+
+
+def rotate_bcc_address(session: Session, user: User) -> None:
+    """Give the user a new Smart-BCC address; the old one stops being accepted at once (RCPT looks it up)."""
+    user.bcc_local_part = new_bcc_local_part()
+    session.flush()
 
 
 def bcc_address(user: User, bcc_domain: str) -> str:

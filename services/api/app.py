@@ -1,38 +1,136 @@
-"""The HTTP API application."""
+"""The HTTP API application: routers per domain, problem+json errors, and an OpenAPI 3.1 document that
+describes every error a route can answer with."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 
-from services.api.problems import install_problem_handlers
-from services.api.routes import crm, health, mailbox
+from services.api.chooser.routes import router as chooser_router
+from services.api.crm.routes import router as crm_router
+from services.api.health.routes import router as health_router
+from services.api.held.routes import router as held_router
+from services.api.mailbox.routes import router as mailbox_router
+from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
+from services.api.timelines.routes import router as timelines_router
+from services.api.tokens.routes import router as tokens_router
+from services.api.users.routes import router as users_router
+from services.api.webhooks.routes import router as webhooks_router
 from shared.blobstore import LocalBlobStore
+from shared.broker import make_broker
 from shared.db import make_engine, make_session_factory
+from shared.events import WebhookSettings, install_after_commit_enqueue
 from shared.settings import Settings
+
+DESCRIPTION = """\
+Smart-BCC mail, threads, attachments and the CRM records they are linked to.
+
+* **Auth**: `Authorization: Bearer <token>`. Scopes: `read` (GET only), `write` (also CRM records, the deal
+  chooser, held mail), `admin` (also tokens, users, webhooks). Everything is scoped to the token's account: an id
+  of another account is a `404`, exactly like an id that never existed.
+* **Ids** are opaque strings. **Lists** return `{"data": [...], "next_cursor": ...}`, newest first; pass
+  `next_cursor` back as `cursor` until it is null.
+* **Errors** are `application/problem+json` (RFC 9457) with a stable `type` URI and, for validation, `errors`
+  per field.
+* **Webhooks** are signed: `Mailroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
+"""
+
+ROUTERS = (
+    health_router,
+    tokens_router,
+    users_router,
+    mailbox_router,
+    timelines_router,
+    chooser_router,
+    held_router,
+    crm_router,
+    webhooks_router,
+)
+
+
+def reject_nul_bytes(request: Request) -> None:
+    """Postgres text cannot hold NUL; a query with one is a client error, not a database failure."""
+    if any("\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()):
+        raise Problem(
+            422,
+            "validation",
+            "The request is not valid",
+            "Query parameters must not contain NUL characters.",
+            errors=[{"field": "query", "message": "contains a NUL character"}],
+        )
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.require_database_url(), pool_size=10)
+        broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+        sessions = make_session_factory(engine)
+        # Work a request queues (reprocessing, webhook deliveries) is sent only once its transaction committed.
+        install_after_commit_enqueue(sessions, broker)
         app.state.settings = settings
         app.state.engine = engine
-        app.state.sessions = make_session_factory(engine)
+        app.state.sessions = sessions
+        app.state.broker = broker
         app.state.blobs = LocalBlobStore(settings.blob_root)
+        app.state.webhook_settings = WebhookSettings()
         yield
+        broker.close()
         engine.dispose()
 
     app = FastAPI(
         title="Mailroom API",
         version="1",
-        description="Smart-BCC mail, threads, attachments and the CRM records they are linked to.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_nul_bytes)],
     )
     install_problem_handlers(app)
-    app.include_router(health.router)
-    app.include_router(mailbox.router)
-    app.include_router(crm.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented customization
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with every error response a route can give documented as a problem+json body."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["ProblemDetail"] = problem_schema
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for code, description in _problems_of(path, method).items():
+                responses[code] = {"description": description, **problem}
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and "application/json" in response.get("content", {}):
+                    response["content"] = {PROBLEM_JSON: response["content"].pop("application/json")}
+    app.openapi_schema = schema
+    return schema
+
+
+def _problems_of(path: str, method: str) -> dict[str, str]:
+    if not path.startswith("/v1/"):
+        return {}
+    problems = {
+        "400": "The request cannot be read (a body that is not JSON, a cursor this API did not give out).",
+        "401": "No token, or an unknown or revoked one.",
+        "403": "The token's scope does not allow this.",
+        "422": "The request is not valid; `errors` says why, per field.",
+    }
+    if "{" in path:
+        problems["404"] = "No such record in your account (records of other accounts are never revealed)."
+    if method in ("post", "patch", "put", "delete"):
+        problems["409"] = "The request conflicts with the record's current state (e.g. already in use)."
+    return problems

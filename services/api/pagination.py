@@ -1,14 +1,20 @@
-"""Opaque cursors over a stable (created_at, id) order, newest first."""
+"""Keyset pagination with opaque cursors over a stable (sort time, id) order, newest first.
+
+A cursor is the position of the last row a page returned, so rows inserted meanwhile never shift a page (no
+duplicates, no gaps), and any page costs the same. Clients must treat cursors as opaque.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, TypeVar, TypeVarTuple
 
-from sqlalchemy import Select, and_, or_
+from fastapi import Query
+from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.api.problems import Problem
@@ -16,31 +22,52 @@ from services.api.problems import Problem
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-T = TypeVar("T", bound=Any)
+Ts = TypeVarTuple("Ts")
+Row = TypeVar("Row")
+SortKey = ColumnElement[datetime] | InstrumentedAttribute[datetime]
+RowId = ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page; omit for the first page.")
+]
 
 
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+def encode_cursor(sort_value: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([sort_value.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (ValueError, TypeError) as exc:
+        sort_value, row_id = json.loads(raw)
+        parsed = datetime.fromisoformat(sort_value)
+        if parsed.tzinfo is None:
+            raise ValueError("cursor times are always zoned")
+        return parsed, uuid.UUID(row_id)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise Problem(400, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` back unchanged.") from exc
 
 
 def paginate(
-    query: Select[T],
-    created_at: InstrumentedAttribute[datetime],
-    row_id: InstrumentedAttribute[uuid.UUID],
+    query: Select[*Ts],
+    sort_key: SortKey,
+    row_id: RowId,
     cursor: str | None,
     limit: int,
-) -> Select[T]:
+) -> Select[*Ts]:
+    """Order newest first and keep the rows after `cursor`; fetches one extra row to know if there is a next page."""
     if cursor is not None:
-        after_created, after_id = decode_cursor(cursor)
-        query = query.where(or_(created_at < after_created, and_(created_at == after_created, row_id < after_id)))
-    return query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
+        after_sort, after_id = decode_cursor(cursor)
+        query = query.where(or_(sort_key < after_sort, and_(sort_key == after_sort, row_id < after_id)))
+    return query.order_by(sort_key.desc(), row_id.desc()).limit(limit + 1)
+
+
+def page_rows(
+    rows: Sequence[Row], limit: int, position: Callable[[Row], tuple[datetime, uuid.UUID]]
+) -> tuple[list[Row], str | None]:
+    """The page's rows, and the cursor of the next page (None on the last)."""
+    if len(rows) <= limit:
+        return list(rows), None
+    return list(rows[:limit]), encode_cursor(*position(rows[limit - 1]))

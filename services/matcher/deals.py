@@ -42,6 +42,7 @@ class DealDecision:
     outcome: DealOutcome
     deal_id: uuid.UUID | None
     disambiguation_id: uuid.UUID | None = None
+    asked_anew: bool = False  # the question was created (or re-opened) by this message
 
 
 def deal_from_subaddress(envelope_to: str) -> uuid.UUID | None:
@@ -97,6 +98,11 @@ def decide_deal(
         {"deal_id": str(deal_id), "reasons": sorted(reasons)}
         for deal_id, reasons in sorted(candidates.items(), key=lambda item: str(item[0]))
     ]
+    previous = session.scalar(
+        select(Disambiguation.status).where(
+            Disambiguation.account_id == account_id, Disambiguation.thread_id == thread_id
+        )
+    )
     disambiguation_id = session.scalar(
         insert(Disambiguation)
         .values(id=uuid.uuid4(), account_id=account_id, thread_id=thread_id, user_id=user_id, candidates=payload)
@@ -107,7 +113,7 @@ def decide_deal(
         )
         .returning(Disambiguation.id)
     )
-    return DealDecision(DealOutcome.ask_user, None, disambiguation_id)
+    return DealDecision(DealOutcome.ask_user, None, disambiguation_id, asked_anew=previous != "pending")
 
 
 def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.account import AccountContext, load_account
 from services.matcher.classify import bounced_recipients, machine_mail
-from services.matcher.deals import deal_from_subaddress, decide_deal
+from services.matcher.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
 from services.matcher.organizations import link_organizations
 from services.matcher.originals import find_originals, with_forward_defaults
 from services.matcher.parsing import Address, ParsedMail, parse_mail
@@ -45,6 +45,7 @@ from services.matcher.threads import (
 )
 from shared.blobstore import BlobStore
 from shared.db import transaction
+from shared.events import Event, emit
 from shared.locks import lock_names
 from shared.models import (
     Attachment,
@@ -141,6 +142,12 @@ class Matcher:
                 inbound.status = InboundStatus.held.value
                 inbound.hold_reason = str(hold)
                 inbound.held_references = hold.waiting_for
+                emit(
+                    session,
+                    inbound.account_id,
+                    Event.message_held,
+                    {"inbound_id": inbound.id, "user_id": inbound.user_id, "reason": str(hold)},
+                )
                 inbound.processed_at = datetime.now(UTC)
                 log.info("matcher.held", reason=str(hold))
                 return Outcome.held
@@ -323,7 +330,7 @@ class Matcher:
             )
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
-        decide_deal(
+        decision = decide_deal(
             session,
             account_id,
             thread_id,
@@ -331,7 +338,45 @@ class Matcher:
             user_id=inbound.user_id,
             routed_deal_id=deal_from_subaddress(inbound.envelope_to),
         )
+        _announce(session, account_id, message, created, decision)
         return message, Outcome.stored
+
+
+def _announce(
+    session: Session,
+    account_id: uuid.UUID,
+    message: Message,
+    created: dict[str, uuid.UUID],
+    decision: DealDecision,
+) -> None:
+    """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""
+    for address, person_id in sorted(created.items()):
+        emit(
+            session,
+            account_id,
+            Event.person_created,
+            {"person_id": person_id, "address": address, "created_by_message_id": message.id},
+        )
+    emit(
+        session,
+        account_id,
+        Event.message_stored,
+        {"message_id": message.id, "thread_id": message.thread_id, "kind": message.kind, "deal_id": decision.deal_id},
+    )
+    if decision.outcome is DealOutcome.linked:
+        emit(
+            session,
+            account_id,
+            Event.thread_linked,
+            {"thread_id": message.thread_id, "deal_id": decision.deal_id, "linked_by_message_id": message.id},
+        )
+    if decision.outcome is DealOutcome.ask_user and decision.asked_anew:
+        emit(
+            session,
+            account_id,
+            Event.disambiguation_created,
+            {"disambiguation_id": decision.disambiguation_id, "thread_id": message.thread_id},
+        )
 
 
 def _thread_references(parsed: ParsedMail) -> tuple[str, ...]:

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.actors import register_actors
 from services.matcher.pipeline import Matcher
 from services.matcher.sweep import sweep
+from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
 from shared.blobstore import LocalBlobStore
 from shared.broker import inbound_received, make_broker
 from shared.db import make_engine, make_session_factory
+from shared.events import install_after_commit_enqueue
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -60,6 +62,10 @@ def run_one(settings: Settings) -> None:
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
     )
     register_actors(broker, matcher, settings)
+    webhooks = make_webhook_sender(sessions, broker)
+    register_webhook_actor(broker, webhooks)
+    # Webhook events the matcher emits leave right after its commit; the webhook sweep catches any that did not.
+    install_after_commit_enqueue(sessions, broker)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -69,12 +75,15 @@ def run_one(settings: Settings) -> None:
     log.info("worker.started", threads=settings.worker_threads)
     # At start, anything still waiting was accepted before this worker existed: no grace period.
     sweep_safely(sessions, broker, grace_seconds=0)
+    webhooks.sweep_safely(grace_seconds=0)
     while not stop.wait(settings.sweep_interval_seconds):
         sweep_safely(sessions, broker, grace_seconds=settings.sweep_grace_seconds)
+        webhooks.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
 
     log.info("worker.draining")
     worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))
     broker.close()
+    webhooks.client.close()
     engine.dispose()
     log.info("worker.stopped")
 

@@ -1,0 +1,43 @@
+"""References from one CRM record to another, checked against the caller's account."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.api.deps import Caller
+from services.api.problems import invalid
+from shared.models import Deal, Organization, Person, Pipeline, Stage, User
+
+Referable = type[Person] | type[Organization] | type[Deal] | type[Pipeline] | type[Stage] | type[User]
+
+_WHAT = {
+    Person: "person",
+    Organization: "organization",
+    Deal: "deal",
+    Pipeline: "pipeline",
+    Stage: "stage",
+    User: "user",
+}
+
+
+def reference(session: Session, caller: Caller, model: Referable, value: str | None, field: str) -> uuid.UUID | None:
+    """The id in `value` if it names a live record of the account; a 422 on `field` otherwise.
+
+    Another account's id gets the same answer as a made-up one, so a reference confirms nothing.
+    """
+    if value is None:
+        return None
+    what = _WHAT[model]
+    try:
+        record_id = uuid.UUID(value)
+    except ValueError:
+        raise invalid(field, f"no such {what} in this account") from None
+    query = select(model.id).where(model.account_id == caller.account_id, model.id == record_id)
+    if model is Person or model is Organization:
+        query = query.where(model.deleted_at.is_(None))
+    if session.scalar(query) is None:
+        raise invalid(field, f"no such {what} in this account")
+    return record_id

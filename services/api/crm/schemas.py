@@ -1,0 +1,211 @@
+"""CRM records: persons, organizations, pipelines and stages, deals, activities."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field
+
+from services.api.common import Schema
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+
+
+def _domain(value: str) -> str:
+    domain = value.strip().lstrip("@").rstrip(".").lower()
+    if not _DOMAIN.match(domain):
+        raise ValueError("not a domain name like example.com")
+    return domain
+
+
+Domain = Annotated[str, AfterValidator(_domain)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Title = Annotated[str, Field(min_length=1, max_length=500)]
+Phone = Annotated[str, Field(min_length=1, max_length=50)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR.")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+Position = Annotated[int, Field(ge=0, le=1_000_000)]
+DealStatusLiteral = Literal["open", "won", "lost"]
+Ref = Annotated[str, Field(max_length=100, description="An id of this account.")]
+
+
+# --- persons ---------------------------------------------------------------------------------------------------
+
+
+class PersonIn(Schema):
+    name: Name
+    emails: list[EmailStr] = Field(default_factory=list, max_length=50)
+    phone: Phone | None = None
+    organization_id: Ref | None = None
+
+
+class PersonPatch(Schema):
+    name: Name | None = None
+    emails: list[EmailStr] | None = Field(default=None, max_length=50, description="Replaces the list.")
+    phone: Phone | None = None
+    organization_id: Ref | None = None
+
+
+class PersonOut(BaseModel):
+    id: str
+    name: str
+    emails: list[str]
+    phone: str | None
+    organization_id: str | None
+    created_from: str = Field(description="`api` or `email`.")
+    created_by_rule: str | None = Field(description="For persons made from e-mail: the matcher rule.")
+    created_by_message_id: str | None = Field(description="…and the message that made it.")
+    deleted_at: datetime | None = Field(description="Deleted persons keep their history and are never re-created.")
+    created_at: datetime
+
+
+# --- organizations ---------------------------------------------------------------------------------------------
+
+
+class OrganizationIn(Schema):
+    name: Name
+    domains: list[Domain] = Field(default_factory=list, max_length=50)
+
+
+class OrganizationPatch(Schema):
+    name: Name | None = None
+    domains: list[Domain] | None = Field(default=None, max_length=50, description="Replaces the list.")
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    domains: list[str]
+    created_from: str
+    created_by_rule: str | None
+    created_by_message_id: str | None
+    deleted_at: datetime | None
+    created_at: datetime
+
+
+# --- pipelines -------------------------------------------------------------------------------------------------
+
+
+class StageIn(Schema):
+    name: Name
+    position: Position | None = Field(default=None, description="Order in the pipeline; default: last.")
+
+
+class StagePatch(Schema):
+    name: Name | None = None
+    position: Position | None = None
+
+
+class StageOut(BaseModel):
+    id: str
+    pipeline_id: str
+    name: str
+    position: int
+
+
+class PipelineIn(Schema):
+    name: Name
+    stages: list[Name] = Field(default_factory=list, max_length=50, description="Stage names, in order.")
+
+
+class PipelinePatch(Schema):
+    name: Name | None = None
+
+
+class PipelineOut(BaseModel):
+    id: str
+    name: str
+    stages: list[StageOut] = Field(description="In order.")
+    created_at: datetime
+
+
+# --- deals -----------------------------------------------------------------------------------------------------
+
+
+class DealIn(Schema):
+    title: Title
+    person_id: Ref | None = None
+    organization_id: Ref | None = None
+    pipeline_id: Ref | None = None
+    stage_id: Ref | None = Field(default=None, description="Sets the pipeline too, if omitted.")
+    status: DealStatusLiteral = "open"
+    value: Money | None = None
+    currency: Currency | None = None
+    expected_close_date: date | None = None
+
+
+class DealPatch(Schema):
+    title: Title | None = None
+    person_id: Ref | None = None
+    organization_id: Ref | None = None
+    pipeline_id: Ref | None = None
+    stage_id: Ref | None = None
+    status: DealStatusLiteral | None = None
+    value: Money | None = None
+    currency: Currency | None = None
+    expected_close_date: date | None = None
+
+
+class DealOut(BaseModel):
+    id: str
+    title: str
+    person_id: str | None
+    organization_id: str | None
+    pipeline_id: str | None
+    stage_id: str | None
+    status: DealStatusLiteral
+    value: Decimal | None
+    currency: str | None
+    expected_close_date: date | None
+    won_at: datetime | None
+    lost_at: datetime | None
+    created_at: datetime
+
+
+# --- activities ------------------------------------------------------------------------------------------------
+
+ActivityType = Annotated[
+    str, Field(pattern=r"^[a-z][a-z_]{0,31}$", description="call, meeting, task, email, deadline, lunch, …")
+]
+
+
+class ActivityIn(Schema):
+    type: ActivityType
+    subject: Title
+    note: str | None = Field(default=None, max_length=20_000)
+    due_at: AwareDatetime | None = None
+    done: bool = False
+    user_id: Ref | None = None
+    person_id: Ref | None = None
+    organization_id: Ref | None = None
+    deal_id: Ref | None = None
+
+
+class ActivityPatch(Schema):
+    type: ActivityType | None = None
+    subject: Title | None = None
+    note: str | None = Field(default=None, max_length=20_000)
+    due_at: AwareDatetime | None = None
+    done: bool | None = None
+    user_id: Ref | None = None
+    person_id: Ref | None = None
+    organization_id: Ref | None = None
+    deal_id: Ref | None = None
+
+
+class ActivityOut(BaseModel):
+    id: str
+    type: str
+    subject: str
+    note: str | None
+    due_at: datetime | None
+    done: bool
+    done_at: datetime | None
+    user_id: str | None
+    person_id: str | None
+    organization_id: str | None
+    deal_id: str | None
+    created_at: datetime

@@ -1,0 +1,137 @@
+"""Rows to JSON shapes for the mailbox (shared by the chooser, timelines and files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from services.api.common import EmailAddress, sid
+from services.api.deps import Caller
+from services.api.mailbox.sanitize import sanitize_html
+from services.api.mailbox.schemas import (
+    AttachmentOut,
+    FileOut,
+    Forwarded,
+    MessageOut,
+    Participant,
+    ThreadSummary,
+)
+from services.api.mailbox.service import MessageLinks, message_links, thread_stats
+from shared.models import Attachment, Message, Thread
+
+
+def attachment_out(attachment: Attachment) -> AttachmentOut:
+    return AttachmentOut(
+        id=str(attachment.id),
+        message_id=str(attachment.message_id),
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        sha256=attachment.sha256,
+        content_id=attachment.content_id,
+    )
+
+
+def file_out(attachment: Attachment, message: Message) -> FileOut:
+    return FileOut(
+        **attachment_out(attachment).model_dump(),
+        thread_id=str(message.thread_id),
+        subject=message.subject,
+        sender=_sender(message),
+        sent_at=message.sent_at,
+    )
+
+
+def messages_out(
+    session: Session, caller: Caller, messages: Sequence[Message], *, allow_remote: bool = False
+) -> list[MessageOut]:
+    if not messages:
+        return []
+    links = message_links(session, caller, messages)
+    return [_message(m, links, allow_remote) for m in messages]
+
+
+def _message(m: Message, links: MessageLinks, allow_remote: bool) -> MessageOut:
+    forwarded = None
+    if m.forwarded_by_user_id is not None or m.forwarded_at is not None:
+        forwarded = Forwarded(
+            by_user_id=sid(m.forwarded_by_user_id), at=m.forwarded_at, confidence=m.forward_confidence
+        )
+    return MessageOut(
+        id=str(m.id),
+        thread_id=str(m.thread_id),
+        user_id=str(m.user_id),
+        message_id=m.message_id_header,
+        in_reply_to=m.in_reply_to,
+        references=list(m.references),
+        subject=m.subject,
+        sender=_sender(m),
+        to=[_address(a) for a in m.to],
+        cc=[_address(a) for a in m.cc],
+        participants=_participants(m, links),
+        sent_at=m.sent_at,
+        received_at=links.received_at.get(m.id, m.created_at),
+        direction=m.direction,  # type: ignore[arg-type]  # stored from the Direction enum
+        kind=m.kind,
+        kind_reason=m.kind_reason,
+        forwarded=forwarded,
+        text_body=m.text_body,
+        html_body=None if m.html_body is None else sanitize_html(m.html_body, allow_remote=allow_remote),
+        new_text=m.new_text,
+        attachments=[attachment_out(a) for a in links.attachments.get(m.id, [])],
+        person_ids=links.person_ids.get(m.id, []),
+        deal_id=sid(links.deal_ids.get(m.thread_id)),
+        defects=list(m.defects),
+    )
+
+
+def _participants(m: Message, links: MessageLinks) -> list[Participant]:
+    people = links.persons_by_address
+    found: list[Participant] = []
+    if m.from_address:
+        found.append(
+            Participant(
+                role="from", name=m.from_name, address=m.from_address, person_id=sid(people.get(m.from_address.lower()))
+            )
+        )
+    for role, addresses in (("to", m.to), ("cc", m.cc)):
+        for a in addresses:
+            address = str(a.get("address", ""))
+            found.append(
+                Participant(
+                    role=role,  # type: ignore[arg-type]  # one of the two literals above
+                    name=a.get("name"),
+                    address=address,
+                    person_id=sid(people.get(address.lower())),
+                )
+            )
+    return found
+
+
+def _sender(m: Message) -> EmailAddress | None:
+    return EmailAddress(name=m.from_name, address=m.from_address) if m.from_address else None
+
+
+def _address(value: dict[str, object]) -> EmailAddress:
+    name = value.get("name")
+    return EmailAddress(name=None if name is None else str(name), address=str(value.get("address", "")))
+
+
+def thread_summaries(session: Session, threads: Sequence[Thread]) -> list[ThreadSummary]:
+    stats = thread_stats(session, threads)
+    return [
+        ThreadSummary(
+            id=str(t.id),
+            subject=t.subject,
+            deal_id=sid(t.deal_id),
+            deal_rule=t.deal_rule,
+            visibility=t.visibility,  # type: ignore[arg-type]  # only the API writes it, from the same literal
+            message_count=stats[t.id].message_count,
+            person_ids=stats[t.id].person_ids,
+            first_message_at=stats[t.id].first_message_at,
+            last_message_at=t.last_message_at,
+            created_at=t.created_at,
+        )
+        for t in threads
+    ]

@@ -1,0 +1,91 @@
+"""Users: read with any token; create, rename, rotate the Smart-BCC address and manage aliases with `admin`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy.orm import Session
+
+from services.api.common import Page
+from services.api.deps import AdminCaller, CurrentCaller, DbSession, get_settings, parse_id
+from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
+from services.api.users import service
+from services.api.users.schemas import AliasIn, AliasOut, UserIn, UserOut, UserPatch
+from shared.directory import bcc_address
+from shared.models import User, UserAlias
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+@router.get("", response_model=Page[UserOut])
+def list_users(
+    request: Request, caller: CurrentCaller, session: DbSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[UserOut]:
+    rows, next_cursor = service.list_users(session, caller, cursor, limit)
+    return Page[UserOut](data=_out(request, session, rows), next_cursor=next_cursor)
+
+
+@router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+def create_user(request: Request, body: UserIn, caller: AdminCaller, session: DbSession) -> UserOut:
+    return _out(request, session, [service.create_user(session, caller, str(body.email), body.name)])[0]
+
+
+@router.get("/{user_id}", response_model=UserOut)
+def get_user(request: Request, user_id: str, caller: CurrentCaller, session: DbSession) -> UserOut:
+    return _out(request, session, [service.get_user(session, caller, parse_id(user_id, "User"))])[0]
+
+
+@router.patch("/{user_id}", response_model=UserOut)
+def update_user(request: Request, user_id: str, body: UserPatch, caller: AdminCaller, session: DbSession) -> UserOut:
+    user = service.rename_user(session, caller, parse_id(user_id, "User"), body.name)
+    return _out(request, session, [user])[0]
+
+
+@router.post("/{user_id}/bcc-address/rotate", response_model=UserOut)
+def rotate_bcc_address(request: Request, user_id: str, caller: AdminCaller, session: DbSession) -> UserOut:
+    """Issue a new Smart-BCC address; mail to the old one is refused from now on."""
+    return _out(request, session, [service.rotate_bcc(session, caller, parse_id(user_id, "User"))])[0]
+
+
+@router.post("/{user_id}/aliases", response_model=AliasOut, status_code=status.HTTP_201_CREATED)
+def add_alias(user_id: str, body: AliasIn, caller: AdminCaller, session: DbSession) -> AliasOut:
+    """Another From address of the user (e.g. a shared sales@ mailbox)."""
+    alias = service.add_alias(session, caller, parse_id(user_id, "User"), str(body.address), verified=body.verified)
+    return _alias(alias)
+
+
+@router.post("/{user_id}/aliases/{alias_id}/verify", response_model=AliasOut)
+def verify_alias(user_id: str, alias_id: str, caller: AdminCaller, session: DbSession) -> AliasOut:
+    """Mark the alias verified; then reprocess the mail that was held for it (`POST /v1/held-messages/reprocess`)."""
+    return _alias(service.verify_alias(session, caller, parse_id(user_id, "User"), parse_id(alias_id, "Alias")))
+
+
+@router.delete("/{user_id}/aliases/{alias_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_alias(user_id: str, alias_id: str, caller: AdminCaller, session: DbSession) -> Response:
+    service.delete_alias(session, caller, parse_id(user_id, "User"), parse_id(alias_id, "Alias"))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _out(request: Request, session: Session, users: list[User]) -> list[UserOut]:
+    domain = get_settings(request).bcc_domain
+    aliases = service.aliases_of(session, users)
+    return [
+        UserOut(
+            id=str(u.id),
+            email=u.email,
+            name=u.name,
+            bcc_address=bcc_address(u, domain),
+            aliases=[_alias(a) for a in aliases[u.id]],
+            created_at=u.created_at,
+        )
+        for u in users
+    ]
+
+
+def _alias(alias: UserAlias) -> AliasOut:
+    return AliasOut(
+        id=str(alias.id),
+        address=alias.address,
+        verified=alias.verified_at is not None,
+        verified_at=alias.verified_at,
+        created_at=alias.created_at,
+    )

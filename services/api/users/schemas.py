@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, EmailStr, Field
+
+from services.api.common import Schema
+
+
+class AliasOut(BaseModel):
+    id: str
+    address: str
+    verified: bool = Field(description="Only verified aliases make mail count as sent by the user.")
+    verified_at: datetime | None
+    created_at: datetime
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    bcc_address: str = Field(description="The user's Smart-BCC address; rotate it if it leaked.")
+    aliases: list[AliasOut]
+    created_at: datetime
+
+
+class UserIn(Schema):
+    email: EmailStr
+    name: str | None = Field(default=None, max_length=200)
+
+
+class UserPatch(Schema):
+    name: str | None = Field(default=None, max_length=200)
+
+
+class AliasIn(Schema):
+    address: EmailStr
+    verified: bool = Field(
+        default=False, description="Mark it verified at once (the admin vouches for it); else verify it later."
+    )

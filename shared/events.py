@@ -1,0 +1,136 @@
+"""Webhook events through a transactional outbox.
+
+`emit()` writes one delivery row per matching subscription inside the caller's transaction, so an event is sent
+if and only if the change that caused it was committed (Polar's `JobQueueManager` idea, with Postgres as the queue
+of record). The rows are sent by the `webhook.deliver` actor (services/matcher/webhooks.py). Two things enqueue
+them: best effort, an after-commit hook on the session factory (`install_after_commit_enqueue`), so events leave
+within milliseconds; authoritatively, the worker's periodic webhook sweep, which finds every due row whatever
+happened to Redis or to the process in between.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.brokers.redis import RedisBroker
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import any_, literal, select
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.broker import webhook_deliver
+from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "Mailroom-Signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 -- a prefix that lets secret scanners spot leaked signing secrets
+_AFTER_COMMIT = "mailroom.after_commit"
+
+
+class Event(enum.StrEnum):
+    message_stored = "message.stored"
+    thread_linked = "thread.linked"
+    person_created = "person.created"
+    disambiguation_created = "disambiguation.created"
+    message_held = "message.held"
+
+
+class WebhookSettings(BaseSettings):
+    """Delivery policy, from `MAILROOM_WEBHOOK_*` (kept apart from `Settings` while the matcher owns that file)."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILROOM_WEBHOOK_", env_file=".env", extra="ignore")
+
+    # Off in production: a subscription must not turn Mailroom into a proxy into its own network (SSRF).
+    allow_private_targets: bool = False
+    max_attempts: int = Field(default=8, ge=1, le=30)
+    # Attempt n waits backoff * 2**(n-1), capped: 30 s, 1 min, 2 min … about 1 h for the default 8 attempts.
+    backoff_seconds: float = Field(default=30.0, gt=0)
+    max_backoff_seconds: float = Field(default=6 * 3600.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    # A claimed delivery whose worker died becomes due again after this long.
+    lease_seconds: float = Field(default=60.0, gt=0)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value: `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>` (Stripe's scheme)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def emit(session: Session, account_id: uuid.UUID, event: str, payload: dict[str, Any]) -> None:
+    """Record `event` for every active subscription of the account that wants it, in the caller's transaction.
+
+    `payload` becomes the envelope's `data`; UUIDs and datetimes in it are turned into strings.
+    """
+    subscription_ids = session.scalars(
+        select(WebhookSubscription.id).where(
+            WebhookSubscription.account_id == account_id,
+            WebhookSubscription.active.is_(True),
+            literal(event) == any_(WebhookSubscription.events),
+        )
+    ).all()
+    if not subscription_ids:
+        return
+    event_id = uuid.uuid4()
+    envelope = {
+        "id": str(event_id),
+        "type": event,
+        "created_at": datetime.now(UTC).isoformat(),
+        "account_id": str(account_id),
+        "data": json.loads(json.dumps(payload, default=str)),
+    }
+    for subscription_id in subscription_ids:
+        delivery_id = uuid.uuid4()
+        session.add(
+            WebhookDelivery(
+                id=delivery_id,
+                account_id=account_id,
+                subscription_id=subscription_id,
+                event=event,
+                event_id=event_id,
+                payload=envelope,
+                status=WebhookDeliveryStatus.pending.value,
+                attempts=0,
+            )
+        )
+        enqueue_after_commit(session, webhook_deliver(delivery_id))
+
+
+def enqueue_after_commit(session: Session, message: dramatiq.Message[Any]) -> None:
+    """Send `message` once the session's transaction commits; forget it if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(message)
+
+
+def install_after_commit_enqueue(factory: sessionmaker[Session], broker: RedisBroker) -> None:
+    """Make every session of `factory` send what `enqueue_after_commit` collected, after its commit."""
+
+    def send(session: Session) -> None:
+        messages: list[dramatiq.Message[Any]] = session.info.pop(_AFTER_COMMIT, [])
+        for message in messages:
+            try:
+                broker.enqueue(message)
+            except Exception as exc:
+                # The commit already happened and must not be reported as failed; the sweeps re-enqueue.
+                log.warning("events.enqueue_failed", actor=message.actor_name, error=type(exc).__name__)
+                return
+
+    def forget(session: Session) -> None:
+        session.info.pop(_AFTER_COMMIT, None)
+
+    sa_event.listen(factory, "after_commit", send)
+    sa_event.listen(factory, "after_rollback", forget)

@@ -1,0 +1,179 @@
+"""Webhooks: signed deliveries checked by an independent receiver, retries with backoff, the delivery log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import WEBHOOK_MAX_ATTEMPTS, MailStore
+from tests.support.stack import wait_for
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver as a customer would write it: its own HTTP server and its own signature check."""
+
+    url: str = ""
+    secret: str = ""
+    failures_left: int = 0  # answer 500 this many times first
+    received: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def verify(self, headers: Any, body: bytes) -> bool:
+        parts = dict(item.split("=", 1) for item in headers["Mailroom-Signature"].split(","))
+        timestamp = int(parts["t"])
+        expected = hmac.new(self.secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return abs(time.time() - timestamp) < 300 and hmac.compare_digest(expected, parts["v1"])
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.received if e["type"] == kind]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.lock:
+                if state.failures_left > 0:
+                    state.failures_left -= 1
+                    status = 500
+                elif not state.verify(self.headers, body):
+                    state.rejected += 1
+                    status = 401
+                else:
+                    state.received.append({**json.loads(body), "_headers": dict(self.headers)})
+                    status = 204
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/mailroom"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def _subscribe(api: httpx.Client, receiver: Receiver, events: list[str]) -> dict[str, Any]:
+    created = api.post("/v1/webhooks", json={"url": receiver.url, "events": events, "description": "CRM sync"})
+    assert created.status_code == 201, created.text
+    webhook: dict[str, Any] = created.json()
+    assert webhook["secret"].startswith("whsec_")
+    receiver.secret = webhook["secret"]
+    return webhook
+
+
+def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore, receiver: Receiver) -> None:
+    webhook = _subscribe(api, receiver, ["person.created", "thread.linked"])
+    assert "secret" not in api.get(f"/v1/webhooks/{webhook['id']}").json()
+
+    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    [event] = wait_for(lambda: receiver.events("person.created"), what="person.created at the receiver")
+    assert event["data"] == {"person_id": jane["id"], "created_from": "api"}
+    assert event["account_id"] == str(mail.tenant.account_id)
+    assert event["_headers"]["Mailroom-Event"] == "person.created"
+    assert event["_headers"]["Mailroom-Event-Id"] == event["id"]
+    assert receiver.rejected == 0
+
+    deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
+    thread = mail.thread("Which one")
+    mail.message(thread)
+    question = mail.disambiguation(thread, [(deal["id"], ["open deal of Jane"])])
+    api.post(f"/v1/disambiguations/{question}/resolve", json={"deal_id": deal["id"]})
+    [linked] = wait_for(lambda: receiver.events("thread.linked"), what="thread.linked at the receiver")
+    assert linked["data"]["thread_id"] == thread
+    assert linked["data"]["deal_id"] == deal["id"]
+    assert linked["data"]["deal_rule"] == "user-choice"
+
+    def all_succeeded() -> list[dict[str, Any]] | None:
+        data: list[dict[str, Any]] = api.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()["data"]
+        return data if len(data) == 2 and all(d["status"] == "succeeded" for d in data) else None
+
+    log = wait_for(all_succeeded, what="the delivery log to show both succeeded")
+    assert [d["event"] for d in log] == ["thread.linked", "person.created"]
+    assert all(d["attempts"] == 1 and d["attempt_log"][0]["status_code"] == 204 for d in log)
+    assert (
+        api.get(f"/v1/webhooks/{webhook['id']}/deliveries/{log[0]['id']}").json()["payload"]["type"] == "thread.linked"
+    )
+
+    # A rotated secret signs every later delivery; the receiver that keeps the old one rejects them.
+    old_secret = receiver.secret
+    receiver.secret = api.post(f"/v1/webhooks/{webhook['id']}/rotate-secret").json()["secret"]
+    assert receiver.secret != old_secret
+    api.post("/v1/persons", json={"name": "After rotation"})
+    wait_for(lambda: len(receiver.events("person.created")) == 2, what="a delivery signed with the new secret")
+
+
+def test_a_failing_receiver_gets_retries_then_a_redelivery(
+    api: httpx.Client, mail: MailStore, receiver: Receiver
+) -> None:
+    webhook = _subscribe(api, receiver, ["person.created"])
+    receiver.failures_left = 1
+    api.post("/v1/persons", json={"name": "Retry me"})
+
+    def delivered() -> dict[str, Any] | None:
+        [delivery] = api.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()["data"]
+        return delivery if delivery["status"] == "succeeded" else None
+
+    delivery = wait_for(delivered, timeout=30, what="the retry to succeed")
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 204]
+    assert delivery["attempts"] == 2
+    assert len(receiver.events("person.created")) == 1
+
+    # Every attempt fails: the delivery ends `failed` after the bounded number of attempts, nothing more is sent.
+    receiver.failures_left = 100
+    api.post("/v1/persons", json={"name": "Doomed"})
+
+    def failed() -> dict[str, Any] | None:
+        deliveries = api.get(f"/v1/webhooks/{webhook['id']}/deliveries", params={"status": "failed"}).json()["data"]
+        return deliveries[0] if deliveries else None
+
+    doomed = wait_for(failed, timeout=30, what="the delivery to fail for good")
+    assert doomed["attempts"] == WEBHOOK_MAX_ATTEMPTS
+    assert [a["status_code"] for a in doomed["attempt_log"]] == [500] * WEBHOOK_MAX_ATTEMPTS
+    assert doomed["last_error"] == "HTTP 500"
+    gaps = [a["at"] for a in doomed["attempt_log"]]
+    assert gaps == sorted(gaps)
+
+    receiver.failures_left = 0
+    again = api.post(f"/v1/webhooks/{webhook['id']}/deliveries/{doomed['id']}/redeliver")
+    assert again.status_code == 200
+    assert again.json()["status"] == "pending"
+    wait_for(
+        lambda: api.get(f"/v1/webhooks/{webhook['id']}/deliveries/{doomed['id']}").json()["status"] == "succeeded",
+        what="the redelivery",
+    )
+    assert len(receiver.events("person.created")) == 2
+
+
+def test_subscription_management_and_validation(api: httpx.Client, receiver: Receiver) -> None:
+    webhook = _subscribe(api, receiver, ["message.stored"])
+    assert api.post("/v1/webhooks", json={"url": "ftp://x.example/", "events": ["message.stored"]}).status_code == 422
+    assert api.post("/v1/webhooks", json={"url": receiver.url, "events": ["nope"]}).status_code == 422
+    assert api.post("/v1/webhooks", json={"url": receiver.url, "events": []}).status_code == 422
+    paused = api.patch(f"/v1/webhooks/{webhook['id']}", json={"active": False, "events": ["person.created"]}).json()
+    assert (paused["active"], paused["events"]) == (False, ["person.created"])
+    api.post("/v1/persons", json={"name": "Nobody listens"})
+    assert api.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()["data"] == []
+    assert [w["id"] for w in api.get("/v1/webhooks").json()["data"]] == [webhook["id"]]
+    assert api.delete(f"/v1/webhooks/{webhook['id']}").status_code == 204
+    assert api.get(f"/v1/webhooks/{webhook['id']}").status_code == 404
