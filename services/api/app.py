@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
+from services.api.account.routes import router as account_router
 from services.api.chooser.routes import router as chooser_router
 from services.api.crm.routes import router as crm_router
 from services.api.health.routes import router as health_router
@@ -41,6 +42,7 @@ Smart-BCC mail, threads, attachments and the CRM records they are linked to.
 
 ROUTERS = (
     health_router,
+    account_router,
     tokens_router,
     users_router,
     mailbox_router,

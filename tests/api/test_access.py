@@ -17,7 +17,8 @@ ADMIN_PREFIXES = ("/v1/tokens", "/v1/webhooks")
 
 
 def _needs_admin(method: str, path: str) -> bool:
-    return path.startswith(ADMIN_PREFIXES) or (path.startswith("/v1/users") and method != "GET")
+    changes_account = path == "/v1/account" and method != "GET"
+    return path.startswith(ADMIN_PREFIXES) or (path.startswith("/v1/users") and method != "GET") or changes_account
 
 
 def test_missing_bad_and_revoked_tokens_are_401(api_stack: Stack, api: httpx.Client) -> None:

@@ -126,6 +126,7 @@ def sample_body(method: str, path: str, world: World) -> dict[str, Any] | None:
     """
     ids = world.ids
     bodies: dict[tuple[str, str], dict[str, Any] | None] = {
+        ("PATCH", "/v1/account"): {"create_organizations": True},
         ("POST", "/v1/tokens"): {"scope": "read", "user_id": ids["user_id"]},
         ("DELETE", "/v1/tokens/{token_id}"): None,
         ("POST", "/v1/users"): {"email": f"{unique('new')}@acme.example"},
