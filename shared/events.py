@@ -22,14 +22,14 @@ from typing import Any
 import dramatiq
 import structlog
 from dramatiq.brokers.redis import RedisBroker
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field
 from sqlalchemy import any_, literal, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.broker import webhook_deliver
 from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -46,20 +46,26 @@ class Event(enum.StrEnum):
     message_held = "message.held"
 
 
-class WebhookSettings(BaseSettings):
-    """Delivery policy, from `MAILROOM_WEBHOOK_*` (kept apart from `Settings` while the matcher owns that file)."""
+class WebhookSettings(BaseModel):
+    """Delivery policy: the `webhook_*` fields of `Settings` (`MAILROOM_WEBHOOK_*`)."""
 
-    model_config = SettingsConfigDict(env_prefix="MAILROOM_WEBHOOK_", env_file=".env", extra="ignore")
-
-    # Off in production: a subscription must not turn Mailroom into a proxy into its own network (SSRF).
     allow_private_targets: bool = False
     max_attempts: int = Field(default=8, ge=1, le=30)
-    # Attempt n waits backoff * 2**(n-1), capped: 30 s, 1 min, 2 min … about 1 h for the default 8 attempts.
     backoff_seconds: float = Field(default=30.0, gt=0)
     max_backoff_seconds: float = Field(default=6 * 3600.0, gt=0)
     timeout_seconds: float = Field(default=10.0, gt=0)
-    # A claimed delivery whose worker died becomes due again after this long.
     lease_seconds: float = Field(default=60.0, gt=0)
+
+    @classmethod
+    def of(cls, settings: Settings) -> WebhookSettings:
+        return cls(
+            allow_private_targets=settings.webhook_allow_private_targets,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+            max_backoff_seconds=settings.webhook_max_backoff_seconds,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            lease_seconds=settings.webhook_lease_seconds,
+        )
 
 
 def new_secret() -> str:

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     process_max_attempts: int = Field(default=5, ge=1)
     process_time_limit_seconds: float = Field(default=120.0, gt=0)
 
+    # Webhook delivery. Private targets stay off in production: a subscription must not turn Mailroom into a
+    # proxy into its own network (SSRF).
+    webhook_allow_private_targets: bool = False
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    # Attempt n waits backoff * 2**(n-1), capped: 30 s, 1 min, 2 min … about 1 h for the default 8 attempts.
+    webhook_backoff_seconds: float = Field(default=30.0, gt=0)
+    webhook_max_backoff_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A claimed delivery whose worker died becomes due again after this long.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

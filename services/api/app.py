@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = sessions
         app.state.broker = broker
         app.state.blobs = LocalBlobStore(settings.blob_root)
-        app.state.webhook_settings = WebhookSettings()
+        app.state.webhook_settings = WebhookSettings.of(settings)
         yield
         broker.close()
         engine.dispose()

@@ -29,6 +29,7 @@ from shared.broker import ActorName, Queue, webhook_deliver
 from shared.db import transaction
 from shared.events import SIGNATURE_HEADER, WebhookSettings, sign
 from shared.models import WebhookDelivery, WebhookDeliveryStatus
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -186,8 +187,8 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def make_webhook_sender(sessions: sessionmaker[Session], broker: RedisBroker) -> WebhookSender:
-    settings = WebhookSettings()
+def make_webhook_sender(sessions: sessionmaker[Session], broker: RedisBroker, policy: Settings) -> WebhookSender:
+    settings = WebhookSettings.of(policy)
     # No redirects: a receiver must not be able to bounce a signed request to somewhere else.
     client = httpx.Client(timeout=settings.timeout_seconds, follow_redirects=False)
     return WebhookSender(sessions=sessions, broker=broker, settings=settings, client=client)

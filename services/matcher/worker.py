@@ -62,7 +62,7 @@ def run_one(settings: Settings) -> None:
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
     )
     register_actors(broker, matcher, settings)
-    webhooks = make_webhook_sender(sessions, broker)
+    webhooks = make_webhook_sender(sessions, broker, settings)
     register_webhook_actor(broker, webhooks)
     # Webhook events the matcher emits leave right after its commit; the webhook sweep catches any that did not.
     install_after_commit_enqueue(sessions, broker)
