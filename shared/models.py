@@ -265,6 +265,8 @@ class Attachment(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    # Where it stood in the message, so lists show files in the order the sender attached them.
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
     filename: Mapped[str | None] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(Text)
     content_id: Mapped[str | None] = mapped_column(Text)

@@ -128,3 +128,18 @@ def test_queued_id_names_the_stored_raw_message(stack: Stack, tenant: Tenant, se
         assert inbound.envelope_from == "bounce@acme.example"
         assert inbound.envelope_to == tenant.bcc_address
         assert inbound.raw == wire_bytes(mail)
+
+
+def test_attachments_are_listed_in_the_order_they_were_attached(
+    stack: Stack, tenant: Tenant, api: httpx.Client
+) -> None:
+    files = [("zebra.txt", b"z"), ("apple.txt", b"a"), ("mango.txt", b"m")]
+    mail = make_mail(
+        sender=tenant.user_email,
+        to=["files@client.example"],
+        subject="Three files",
+        attachments=[(name, "text/plain", content) for name, content in files],
+    )
+    send(stack.smtp_port, [tenant.bcc_address], mail)
+    [message] = wait_for_messages(api, 1)
+    assert [a["filename"] for a in message["attachments"]] == ["zebra.txt", "apple.txt", "mango.txt"]  # type: ignore[union-attr]

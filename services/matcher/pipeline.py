@@ -299,11 +299,12 @@ class Matcher:
         )
         session.add(message)
         session.flush()
-        for attachment in parsed.attachments:
+        for position, attachment in enumerate(parsed.attachments):
             session.add(
                 Attachment(
                     account_id=account_id,
                     message_id=message.id,
+                    position=position,
                     filename=attachment.filename,
                     content_type=attachment.content_type,
                     content_id=attachment.content_id,

@@ -267,7 +267,7 @@ def message_links(session: Session, caller: Caller, messages: Sequence[Message])
         # One message's attachments share a creation time (one transaction); the name keeps their order stable.
         select(Attachment)
         .where(Attachment.message_id.in_(ids))
-        .order_by(Attachment.created_at, Attachment.filename.nulls_last(), Attachment.id)
+        .order_by(Attachment.created_at, Attachment.position, Attachment.id)
     ):
         attachments[attachment.message_id].append(attachment)
     person_ids: dict[uuid.UUID, set[str]] = defaultdict(set)
