@@ -1,8 +1,9 @@
 """The crisp forwarded bodies as real mail a salesperson forwards to their Smart-BCC address.
 
-Each forwarded case is wrapped into a MIME message from the user (text/plain alone, and text/plain + text/html
-alternatives), run through the matcher exactly as the gateway hands it over (raw bytes in `inbound_messages`),
-and the stored message is compared with the expected original: author, recipients and subject. Floor: 99%.
+Each forwarded case is wrapped into a MIME message from the user (text/plain alone, text/plain + text/html
+alternatives, and HTML alone), sent over SMTP to a running gateway, processed by a running matcher worker, and the
+stored message is compared with the expected original: author, recipients and subject. Floor: 99% (for the two
+shapes the issue names).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import html
 import json
 import sys
+import time
+import uuid
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from eval.harness import EvalDatabase, corpora_root, eval_database
+from eval.harness import EvalDatabase, corpora_root, eval_database, running_mailroom
 from shared.models import InboundMessage, Message
+from tests.support.stack import send
 
 FLOOR = 0.99
 VARIANTS = ("text/plain", "alternative", "text/html")
@@ -54,6 +58,20 @@ def _recipients_match(expected: dict[str, object], field: str, stored: list[dict
     return True
 
 
+def _wait_until_processed(db: EvalDatabase, inbound_ids: list[uuid.UUID], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.sessions() as session:
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(InboundMessage)
+                .where(InboundMessage.id.in_(inbound_ids), InboundMessage.status == "received")
+            )
+        if not waiting:
+            return
+        time.sleep(0.2)
+
+
 def _stored(db: EvalDatabase, inbound_id: object) -> Message | None:
     with db.sessions() as session:
         message_id = session.scalar(select(InboundMessage.message_id).where(InboundMessage.id == inbound_id))
@@ -71,10 +89,10 @@ def evaluate(corpora: Path) -> dict[str, object]:
         if case["expected"].get("forwarded") is True and case["expected"].get("email.from.address")
     ]
     results: dict[str, dict[str, object]] = {}
-    with eval_database("mailroom_eval_forwarded") as db:
+    with eval_database("mailroom_eval_forwarded") as db, running_mailroom(db) as mailroom:
         for variant in VARIANTS:
-            account = db.new_account("sam.seller@mailroom-eval.example", "Sam Seller")
-            failures: list[str] = []
+            account = db.new_account(f"sam.seller@{variant.replace('/', '-')}.mailroom-eval.example", "Sam Seller")
+            sent: list[tuple[dict[str, object], uuid.UUID]] = []
             for case in cases:
                 expected = case["expected"]
                 body = (root / case["body_file"]).read_bytes().decode("utf-8")
@@ -85,7 +103,13 @@ def evaluate(corpora: Path) -> dict[str, object]:
                     else f"Fwd: {expected.get('email.subject') or ''}".strip()
                 )
                 raw = _wrap(body, outer_subject, account.user_email, variant, case["id"])
-                inbound_id, _ = db.deliver(account, raw)
+                reply = send(mailroom.smtp_port, [account.bcc_address], raw, sender=account.user_email)
+                sent.append((case, uuid.UUID(reply.rsplit(" ", 1)[1])))
+            _wait_until_processed(db, [inbound_id for _, inbound_id in sent])
+            failures: list[str] = []
+            for case, inbound_id in sent:
+                expected = case["expected"]
+                assert isinstance(expected, dict)
                 message = _stored(db, inbound_id)
                 ok = (
                     message is not None

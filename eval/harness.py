@@ -22,7 +22,8 @@ from shared.blobstore import LocalBlobStore
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import upgrade
 from shared.models import InboundMessage
-from tests.support.servers import database_url, postgres_admin_url, recreate_database
+from tests.support.servers import database_url, free_port, postgres_admin_url, recreate_database, redis_url
+from tests.support.stack import Stack, base_env
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
@@ -41,6 +42,7 @@ class EvalAccount:
 
 @dataclass(frozen=True)
 class EvalDatabase:
+    url: str
     sessions: sessionmaker[Session]
     matcher: Matcher
 
@@ -70,6 +72,31 @@ class EvalDatabase:
 
 
 @contextlib.contextmanager
+def running_mailroom(db: EvalDatabase) -> Iterator[Stack]:
+    """The gateway and a worker as real processes on the evaluation database, for mail sent over SMTP."""
+    with tempfile.TemporaryDirectory(prefix="mailroom-eval-stack-") as work, redis_url(Path(work)) as redis:
+        env = base_env(
+            database_url=db.url,
+            redis_url=redis,
+            queue_namespace=f"mailroom-eval-{uuid.uuid4().hex[:8]}",
+            data_dir=work,
+            smtp_port=str(free_port()),
+            api_port=str(free_port()),
+            worker_processes="1",
+            worker_threads="4",
+            sweep_interval_seconds="2",
+            sweep_grace_seconds="5",
+            bcc_domain="bcc.eval",
+        )
+        stack = Stack(env=env, log_dir=Path(work))
+        stack.start("gateway", "worker")
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+@contextlib.contextmanager
 def eval_database(name: str = "mailroom_eval") -> Iterator[EvalDatabase]:
     with postgres_admin_url() as admin_url, tempfile.TemporaryDirectory(prefix="mailroom-eval-") as blobs:
         recreate_database(admin_url, name)
@@ -78,6 +105,8 @@ def eval_database(name: str = "mailroom_eval") -> Iterator[EvalDatabase]:
         engine = make_engine(url, pool_size=8)
         sessions = make_session_factory(engine)
         try:
-            yield EvalDatabase(sessions=sessions, matcher=Matcher(sessions=sessions, blobs=LocalBlobStore(Path(blobs))))
+            yield EvalDatabase(
+                url=url, sessions=sessions, matcher=Matcher(sessions=sessions, blobs=LocalBlobStore(Path(blobs)))
+            )
         finally:
             engine.dispose()
