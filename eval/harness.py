@@ -21,7 +21,7 @@ from shared import directory
 from shared.blobstore import LocalBlobStore
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import upgrade
-from shared.models import InboundMessage
+from tests.support.inbound import store_inbound
 from tests.support.servers import database_url, free_port, postgres_admin_url, recreate_database, redis_url
 from tests.support.stack import Stack, base_env
 
@@ -54,20 +54,14 @@ class EvalDatabase:
 
     def deliver(self, account: EvalAccount, raw: bytes) -> tuple[uuid.UUID, Outcome]:
         """Store the raw message as the gateway would, then run the matcher on it."""
-        with transaction(self.sessions) as session:
-            inbound = InboundMessage(
-                account_id=account.account_id,
-                user_id=account.user_id,
-                envelope_from="",
-                envelope_to=account.bcc_address,
-                raw=raw,
-                size=len(raw),
-                status="received",
-                attempts=0,
-            )
-            session.add(inbound)
-            session.flush()
-            inbound_id = inbound.id
+        inbound_id = store_inbound(
+            self.sessions,
+            account_id=account.account_id,
+            user_id=account.user_id,
+            bcc_address=account.bcc_address,
+            raw=raw,
+            envelope_from="",
+        )
         return inbound_id, self.matcher.process(inbound_id)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +55,23 @@ def infra(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[
             upgrade(urls[-1])
         namespace = f"mailroom-test-{worker_id}-{uuid.uuid4().hex[:8]}"
         yield Infra(admin_url, urls[0], urls[1], redis, namespace, work_dir)
+
+
+@pytest.fixture
+def empty_database(infra: Infra, worker_id: str) -> Iterator[str]:
+    """A database of this test's own, without a schema, dropped afterwards: for tests that break or rebuild one."""
+    name = f"mailroom_test_{worker_id}_scratch"
+    recreate_database(infra.admin_url, name)
+    yield database_url(infra.admin_url, name)
+    with psycopg.connect(infra.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scratch_database(empty_database: str) -> str:
+    """The same, migrated: no service of the shared stack works there, so a test may kill or break anything."""
+    upgrade(empty_database)
+    return empty_database
 
 
 @pytest.fixture(scope="session")

@@ -5,39 +5,23 @@ from __future__ import annotations
 import contextlib
 import signal
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-import pytest
 from sqlalchemy import func, select
 
 from shared.db import make_engine, make_session_factory
-from shared.migrate import upgrade
 from shared.models import InboundMessage, Message
 from tests.conftest import Infra, new_tenant, stack_env
-from tests.support.servers import database_url, recreate_database
 from tests.support.stack import Stack, make_mail, send, wait_for
 
 
-@pytest.fixture
-def kill_database(infra: Infra, worker_id: str) -> Iterator[str]:
-    name = f"mailroom_test_{worker_id}_kill"
-    recreate_database(infra.admin_url, name)
-    url = database_url(infra.admin_url, name)
-    upgrade(url)
-    yield url
-    with psycopg.connect(infra.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def test_every_acknowledged_message_is_processed_after_gateway_and_worker_are_killed(
-    infra: Infra, kill_database: str, tmp_path: Path
+    infra: Infra, scratch_database: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(kill_database)
+    engine = make_engine(scratch_database)
     sessions = make_session_factory(engine)
     tenant = new_tenant(sessions)
-    env = stack_env(infra, tmp_path, database_url=kill_database, queue_namespace=f"{infra.namespace}-kill")
+    env = stack_env(infra, tmp_path, database_url=scratch_database, queue_namespace=f"{infra.namespace}-kill")
     stack = Stack(env=env, log_dir=tmp_path)
     stack.start("gateway", "worker")
     acknowledged: list[str] = []

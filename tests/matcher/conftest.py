@@ -9,9 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.pipeline import Matcher
 from shared.blobstore import LocalBlobStore
-from shared.db import transaction
-from shared.models import InboundMessage
 from tests.conftest import Tenant, new_tenant
+from tests.support.inbound import store_inbound
 from tests.support.stack import wire_bytes
 
 
@@ -28,17 +27,6 @@ def quiet_tenant(quiet_sessions: sessionmaker[Session]) -> Tenant:
 def receive(sessions: sessionmaker[Session], tenant: Tenant, mail: EmailMessage | bytes) -> uuid.UUID:
     """Store a message the way the gateway does (raw bytes, status `received`)."""
     raw = mail if isinstance(mail, bytes) else wire_bytes(mail)
-    with transaction(sessions) as session:
-        inbound = InboundMessage(
-            account_id=tenant.account_id,
-            user_id=tenant.user_id,
-            envelope_from="sender@example.net",
-            envelope_to=tenant.bcc_address,
-            raw=raw,
-            size=len(raw),
-            status="received",
-            attempts=0,
-        )
-        session.add(inbound)
-        session.flush()
-        return inbound.id
+    return store_inbound(
+        sessions, account_id=tenant.account_id, user_id=tenant.user_id, bcc_address=tenant.bcc_address, raw=raw
+    )

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_session_factory, transaction
-from shared.migrate import upgrade
 from shared.models import InboundMessage
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
-from tests.support.servers import database_url, free_port, recreate_database
+from tests.support.servers import free_port
 from tests.support.stack import Stack, make_mail, send, wait_for, wire_bytes
 
 
@@ -50,18 +47,6 @@ def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
     finally:
         worker.stop()
     assert "sweep.enqueued" in "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
-
-
-@pytest.fixture
-def scratch_database(infra: Infra, worker_id: str) -> Iterator[str]:
-    """A database of its own, so that breaking it breaks nobody else's test."""
-    name = f"mailroom_test_{worker_id}_scratch"
-    recreate_database(infra.admin_url, name)
-    url = database_url(infra.admin_url, name)
-    upgrade(url)
-    yield url
-    with psycopg.connect(infra.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _set_read_only(admin_url: str, database: str, read_only: bool) -> None:
