@@ -94,8 +94,12 @@ class Stack:
                     stderr=subprocess.STDOUT,
                 )
             self.processes[name] = ServiceProcess(name, process, log_path)
-        for name in services:
-            self.wait_ready(name)
+        try:
+            for name in services:
+                self.wait_ready(name)
+        except BaseException:
+            self.stop(*services)  # a stack that did not come up must not leave processes behind
+            raise
 
     def wait_ready(self, name: str) -> None:
         service = self.processes[name]
