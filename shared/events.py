@@ -23,8 +23,8 @@ import dramatiq
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import BaseModel, Field
-from sqlalchemy import any_, literal, select
 from sqlalchemy import event as sa_event
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.broker import webhook_deliver
@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 SIGNATURE_HEADER = "Mailroom-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 -- a prefix that lets secret scanners spot leaked signing secrets
 _AFTER_COMMIT = "mailroom.after_commit"
+_SUBSCRIPTIONS = "mailroom.webhook_subscriptions"
 
 
 class Event(enum.StrEnum):
@@ -83,13 +84,9 @@ def emit(session: Session, account_id: uuid.UUID, event: str, payload: dict[str,
 
     `payload` becomes the envelope's `data`; UUIDs and datetimes in it are turned into strings.
     """
-    subscription_ids = session.scalars(
-        select(WebhookSubscription.id).where(
-            WebhookSubscription.account_id == account_id,
-            WebhookSubscription.active.is_(True),
-            literal(event) == any_(WebhookSubscription.events),
-        )
-    ).all()
+    subscription_ids = [
+        subscription_id for subscription_id, events in _active_subscriptions(session, account_id) if event in events
+    ]
     if not subscription_ids:
         return
     event_id = uuid.uuid4()
@@ -117,6 +114,19 @@ def emit(session: Session, account_id: uuid.UUID, event: str, payload: dict[str,
         enqueue_after_commit(session, webhook_deliver(delivery_id))
 
 
+def _active_subscriptions(session: Session, account_id: uuid.UUID) -> list[tuple[uuid.UUID, list[str]]]:
+    """The account's active subscriptions, read once per session: the matcher emits several events per message."""
+    cache: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = session.info.setdefault(_SUBSCRIPTIONS, {})
+    if account_id not in cache:
+        rows = session.execute(
+            select(WebhookSubscription.id, WebhookSubscription.events).where(
+                WebhookSubscription.account_id == account_id, WebhookSubscription.active.is_(True)
+            )
+        ).all()
+        cache[account_id] = [(row.id, list(row.events)) for row in rows]
+    return cache[account_id]
+
+
 def enqueue_after_commit(session: Session, message: dramatiq.Message[Any]) -> None:
     """Send `message` once the session's transaction commits; forget it if it rolls back."""
     session.info.setdefault(_AFTER_COMMIT, []).append(message)
@@ -126,6 +136,7 @@ def install_after_commit_enqueue(factory: sessionmaker[Session], broker: RedisBr
     """Make every session of `factory` send what `enqueue_after_commit` collected, after its commit."""
 
     def send(session: Session) -> None:
+        session.info.pop(_SUBSCRIPTIONS, None)
         messages: list[dramatiq.Message[Any]] = session.info.pop(_AFTER_COMMIT, [])
         for message in messages:
             try:
@@ -136,6 +147,7 @@ def install_after_commit_enqueue(factory: sessionmaker[Session], broker: RedisBr
                 return
 
     def forget(session: Session) -> None:
+        session.info.pop(_SUBSCRIPTIONS, None)
         session.info.pop(_AFTER_COMMIT, None)
 
     sa_event.listen(factory, "after_commit", send)

@@ -270,6 +270,7 @@ class Matcher:
             sent_at=parsed.sent_at,
             participants=frozenset(context.canonical(a.address) for _, a in roles),
             context=context,
+            ids_locked=True,
         )
         text = parsed.text_body or (html_to_text(parsed.html_body) if parsed.html_body else None)
         message = Message(

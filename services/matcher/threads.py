@@ -65,6 +65,7 @@ def assign_thread(
     sent_at: datetime | None,
     participants: frozenset[str] = frozenset(),
     context: AccountContext | None = None,
+    ids_locked: bool = False,
 ) -> uuid.UUID:
     """The thread of a message; `participants` are its external addresses, normalized.
 
@@ -85,7 +86,8 @@ def assign_thread(
     )
     # Ids first, then subjects: every worker takes its locks in this order, each group sorted, so none can wait
     # for a lock that a worker waiting for one of its own holds.
-    lock_names(session, account_id, (f"thread-key:{key}" for key in keys))
+    if not ids_locked:  # the pipeline takes them before its duplicate check; another round trip would be a no-op
+        lock_names(session, account_id, (f"thread-key:{key}" for key in keys))
     if arrival.subject_key is not None:
         lock_names(session, account_id, _subject_lock_names(arrival.subject_key, participants))
 
