@@ -143,3 +143,50 @@ def test_attachments_are_listed_in_the_order_they_were_attached(
     send(stack.smtp_port, [tenant.bcc_address], mail)
     [message] = wait_for_messages(api, 1)
     assert [a["filename"] for a in message["attachments"]] == ["zebra.txt", "apple.txt", "mango.txt"]  # type: ignore[union-attr]
+
+
+def test_mail_from_an_unverified_alias_is_held_until_verified_then_reprocessed(
+    stack: Stack, tenant: Tenant, api: httpx.Client
+) -> None:
+    alias = api.post(f"/v1/users/{tenant.user_id}/aliases", json={"address": "sam@acme-holding.example"}).json()
+    mail = make_mail(
+        sender="Sam <sam@acme-holding.example>", to=["lee@client.example"], subject="From my other address"
+    )
+    inbound_id = send(stack.smtp_port, [tenant.bcc_address], mail).rsplit(" ", 1)[1]
+
+    def held() -> list[dict[str, object]]:
+        return [h for h in api.get("/v1/held-messages").json()["data"] if h["id"] == inbound_id]
+
+    [entry] = wait_for(held, what="the message to be held")
+    assert "sam@acme-holding.example" in str(entry["hold_reason"])
+    assert api.get("/v1/messages").json()["data"] == []
+
+    assert api.post(f"/v1/users/{tenant.user_id}/aliases/{alias['id']}/verify").status_code == 200
+    assert api.post(f"/v1/held-messages/{inbound_id}/reprocess").status_code in (200, 202)
+    [message] = wait_for_messages(api, 1)
+    assert (message["kind"], message["direction"], message["subject"]) == ("sent", "outbound", "From my other address")
+
+
+def test_a_contact_reply_that_overtakes_the_users_message_is_released_automatically(
+    stack: Stack, tenant: Tenant, api: httpx.Client
+) -> None:
+    reply = make_mail(
+        sender="Lee <lee@client.example>",
+        to=[tenant.user_email],
+        cc=[tenant.bcc_address],
+        subject="Re: Offer",
+        message_id="<overtake-2@client>",
+        in_reply_to="<overtake-1@acme>",
+        references=["<overtake-1@acme>"],
+    )
+    send(stack.smtp_port, [tenant.bcc_address], reply)
+    wait_for(lambda: api.get("/v1/held-messages").json()["data"], what="the early reply to be held")
+
+    original = make_mail(
+        sender=tenant.user_email, to=["lee@client.example"], subject="Offer", message_id="<overtake-1@acme>"
+    )
+    send(stack.smtp_port, [tenant.bcc_address], original)
+    messages = wait_for_messages(api, 2)  # the worker re-enqueues the reply the moment it has a place
+    assert {m["kind"] for m in messages} == {"sent", "contact"}
+    assert len({m["thread_id"] for m in messages}) == 1
+    assert api.get("/v1/held-messages").json()["data"] == []
