@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
 from shared.account_settings import AccountSettings
@@ -51,16 +51,21 @@ class AccountContext:
 def load_account(session: Session, account_id: uuid.UUID) -> AccountContext:
     account = session.get_one(Account, account_id)
     settings = AccountSettings.of(account.settings)
-    users = session.execute(select(User.id, User.email).where(User.account_id == account_id)).all()
-    aliases = session.execute(
-        select(UserAlias.user_id, UserAlias.address, UserAlias.verified_at).where(UserAlias.account_id == account_id)
+    # Login addresses (always verified) and aliases in one round trip: this runs for every message.
+    addresses = session.execute(
+        union_all(
+            select(User.id, User.email, literal(True)).where(User.account_id == account_id),
+            select(UserAlias.user_id, UserAlias.address, UserAlias.verified_at.is_not(None)).where(
+                UserAlias.account_id == account_id
+            ),
+        )
     ).all()
-    user_addresses = {normalize_address(u.email): u.id for u in users}
-    verified: dict[uuid.UUID, set[str]] = {u.id: {normalize_address(u.email)} for u in users}
-    for alias in aliases:
-        user_addresses[normalize_address(alias.address)] = alias.user_id
-        if alias.verified_at is not None:
-            verified.setdefault(alias.user_id, set()).add(normalize_address(alias.address))
+    user_addresses: dict[str, uuid.UUID] = {}
+    verified: dict[uuid.UUID, set[str]] = {}
+    for user_id, address, is_verified in addresses:
+        user_addresses[normalize_address(address)] = user_id
+        if is_verified:
+            verified.setdefault(user_id, set()).add(normalize_address(address))
     # The users' own work domains are internal; a user on gmail.com must not make every gmail.com user a colleague.
     work_domains = {domain_of(a) for a in user_addresses} - free_mail_domains()
     internal = {d.lower().lstrip("@") for d in settings.internal_domains} | work_domains
