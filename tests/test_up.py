@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.servers import free_port
 from tests.support.stack import REPO, base_env, mailroom, make_mail, send, wait_for
@@ -91,3 +94,51 @@ def _answers(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def test_embedded_postgres_killed_mid_run_loses_no_acknowledged_mail(tmp_path: Path) -> None:
+    env = base_env(
+        data_dir=str(tmp_path / "data"),
+        smtp_port=str(free_port()),
+        api_port=str(free_port()),
+        worker_processes="1",
+        worker_threads="2",
+    )
+    log = tmp_path / "up.log"
+    up = start_up(env, log)
+    try:
+        wait_for(lambda: "Mailroom is up." in log.read_text(errors="replace"), timeout=120, what="mailroom up")
+        account = json.loads(mailroom(["accounts", "create", "Crash"], env).stdout)
+        user = json.loads(mailroom(["users", "create", account["account_id"], "sam@crash.example"], env).stdout)
+        port = int(env["MAILROOM_SMTP_PORT"])
+        for n in range(10):
+            send(
+                port,
+                [user["bcc_address"]],
+                make_mail(sender="sam@crash.example", to=[f"c{n}@x.example"], subject=f"{n}"),
+            )
+        # kill -9 the embedded Postgres: whatever got a 250 was committed, whatever did not must be refused.
+        postmaster = int((tmp_path / "data" / "postgres" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        late = make_mail(sender="sam@crash.example", to=["late@x.example"], subject="late")
+        with pytest.raises(smtplib.SMTPException, match=r"4\.3\.0"):
+            send(port, [user["bcc_address"]], late)
+    finally:
+        stop_up(up)
+
+    up = start_up(env, log)  # crash recovery of the embedded server, then everything as before
+    try:
+        wait_for(lambda: log.read_text(errors="replace").count("Mailroom is up.") == 2, timeout=120, what="restart")
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{env['MAILROOM_API_PORT']}",
+            headers={"Authorization": f"Bearer {account['api_token']}"},
+        )
+
+        def all_ten() -> list[dict[str, object]] | None:
+            data: list[dict[str, object]] = api.get("/v1/messages", params={"limit": 50}).json()["data"]
+            return data if len(data) >= 10 else None
+
+        messages = wait_for(all_ten, timeout=60, what="the ten acknowledged messages")
+        assert sorted(m["subject"] for m in messages) == [str(n) for n in range(10)]
+    finally:
+        assert stop_up(up) == 0
