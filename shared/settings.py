@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     bcc_domain: str = "bcc.mailroom.localhost"
     max_message_bytes: int = 25 * 1024 * 1024
     smtp_hostname: str = "mailroom.localhost"
+    # STARTTLS for senders that want it (most MTAs try it): a PEM certificate chain and its key. Requiring it
+    # turns away senders that cannot encrypt, which for a Smart-BCC address is usually wrong; hence off.
+    smtp_tls_cert_file: Path | None = None
+    smtp_tls_key_file: Path | None = None
+    smtp_require_starttls: bool = False
     smtp_drain_seconds: float = 30.0
 
     # Redis key namespace of the dramatiq queues; tests give each xdist worker its own.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 
 import structlog
 import uvloop
@@ -18,6 +19,14 @@ from shared.db import libpq_url
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.smtp_tls_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.smtp_tls_cert_file, settings.smtp_tls_key_file)
+    return context
 
 
 def run(settings: Settings) -> None:
@@ -41,6 +50,8 @@ async def serve(settings: Settings) -> None:
     handler = GatewayHandler(settings.bcc_domain, store, enqueuer)
     sessions: set[GatewaySMTP] = set()
 
+    tls = _tls_context(settings)
+
     def new_session() -> GatewaySMTP:
         return GatewaySMTP(
             sessions,
@@ -50,6 +61,8 @@ async def serve(settings: Settings) -> None:
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,
+            tls_context=tls,
+            require_starttls=tls is not None and settings.smtp_require_starttls,
         )
 
     loop = asyncio.get_running_loop()
