@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     smtp_tls_cert_file: Path | None = None
     smtp_tls_key_file: Path | None = None
     smtp_require_starttls: bool = False
+    # Open SMTP sessions one client address may hold (0: no limit); big senders use many addresses.
+    smtp_max_sessions_per_peer: int = Field(default=100, ge=0)
     smtp_drain_seconds: float = 30.0
 
     # Redis key namespace of the dramatiq queues; tests give each xdist worker its own.

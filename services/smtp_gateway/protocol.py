@@ -11,7 +11,7 @@ real mail for a formatting rule helps nobody here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
@@ -19,16 +19,36 @@ _END_OF_LINE_DOT = b"\n.\r\n"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
 
 
+TOO_MANY_SESSIONS = b"421 4.7.0 Too many connections from your address, please try again later\r\n"
+
+
 class GatewaySMTP(SMTP):
-    def __init__(self, sessions: set[GatewaySMTP], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, sessions: set[GatewaySMTP], *args: Any, max_sessions_per_peer: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sessions = sessions
+        self._max_sessions_per_peer = max_sessions_per_peer
+        self._refused = False
+        self.peer_host: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # One address holding every session would starve all other senders: past the cap, a 4xx greeting (RFC
+        # 5321 3.1) makes it retry later instead. Counting the open sessions is cheap at these numbers.
+        peer = _host(transport.get_extra_info("peername"))
+        if self._max_sessions_per_peer and peer is not None:
+            open_here = sum(1 for session in self._sessions if session.peer_host == peer)
+            if open_here >= self._max_sessions_per_peer:
+                self._refused = True
+                # uvloop's transports are not asyncio.Transport subclasses, but they are stream transports.
+                cast(asyncio.Transport, transport).write(TOO_MANY_SESSIONS)
+                transport.close()
+                return
+        self.peer_host = peer
         self._sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
         self._sessions.discard(self)
         super().connection_lost(error)
 
@@ -63,6 +83,10 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
+
+
+def _host(peername: object) -> str | None:
+    return str(peername[0]) if isinstance(peername, tuple) and peername else None
 
 
 async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> bytes | None:

@@ -62,6 +62,7 @@ async def serve(settings: Settings) -> None:
             enable_SMTPUTF8=True,
             decode_data=False,
             tls_context=tls,
+            max_sessions_per_peer=settings.smtp_max_sessions_per_peer,
             require_starttls=tls is not None and settings.smtp_require_starttls,
         )
 

@@ -6,6 +6,7 @@ import smtplib
 from pathlib import Path
 
 import psycopg
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -121,3 +122,29 @@ def test_sigterm_lets_an_open_transaction_finish_then_exits(
     assert len(inbound_rows(sessions, tenant)) == 1
     with transaction(sessions) as session:
         assert session.scalar(select(func.count()).select_from(InboundMessage)) >= 1
+
+
+def test_one_address_cannot_hold_every_session(infra: Infra, tmp_path: Path) -> None:
+    gateway = Stack(env=stack_env(infra, tmp_path, smtp_max_sessions_per_peer="2"), log_dir=tmp_path)
+    gateway.start("gateway")
+    try:
+        first = smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30)
+        second = smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30)
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30)
+        assert refused.value.smtp_code == 421
+        assert b"4.7.0" in refused.value.smtp_error
+        first.quit()
+        # A slot is free again as soon as a session ends.
+        wait_for(lambda: _greets(gateway.smtp_port), what="a free session slot")
+        second.quit()
+    finally:
+        gateway.stop()
+
+
+def _greets(port: int) -> bool:
+    try:
+        smtplib.SMTP("127.0.0.1", port, timeout=30).quit()
+    except smtplib.SMTPConnectError:
+        return False
+    return True
