@@ -114,10 +114,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise not_found(what) from None
 
 
-def parse_optional_id(value: str | None, what: str) -> uuid.UUID | None:
-    return None if value is None else parse_id(value, what)
-
-
 NO_MATCH = uuid.UUID(int=0)
 
 

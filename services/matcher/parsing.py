@@ -161,10 +161,6 @@ def parse_mail(raw: bytes) -> ParsedMail:
         return _unparsed(raw, error)
 
 
-def normalize_message_id(value: str) -> str | None:
-    return _first_message_id(value)
-
-
 def parse_address_header(value: str) -> tuple[Address, ...]:
     return _addresses(_mailboxes([value], ()))
 

@@ -183,7 +183,7 @@ class Matcher:
             lock_names(
                 session,
                 context.account_id,
-                (f"thread-key:{key}" for o in originals for key in (o.mail.message_id, *o.mail.references)),
+                (f"thread-key:{key}" for o in originals for key in (o.mail.message_id, *_thread_references(o.mail))),
             )
             if not originals:
                 stored = self._store(
