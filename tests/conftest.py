@@ -19,7 +19,14 @@ from shared.blobstore import LocalBlobStore
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import upgrade
 from shared.settings import Settings
-from tests.support.servers import database_url, free_port, postgres_admin_url, recreate_database, redis_url
+from tests.support.servers import (
+    checkout_database_name,
+    database_url,
+    free_port,
+    postgres_admin_url,
+    recreate_database,
+    redis_url,
+)
 from tests.support.stack import Stack, base_env
 
 STACK_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -49,7 +56,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[
     work_dir = tmp_path_factory.mktemp("infra")
     with postgres_admin_url() as admin_url, redis_url(work_dir) as redis:
         urls = []
-        for name in (f"mailroom_test_{worker_id}", f"mailroom_test_{worker_id}_quiet"):
+        for name in (checkout_database_name(worker_id), checkout_database_name(worker_id, "quiet")):
             recreate_database(admin_url, name)
             urls.append(database_url(admin_url, name))
             upgrade(urls[-1])
@@ -60,7 +67,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[
 @pytest.fixture
 def empty_database(infra: Infra, worker_id: str) -> Iterator[str]:
     """A database of this test's own, without a schema, dropped afterwards: for tests that break or rebuild one."""
-    name = f"mailroom_test_{worker_id}_scratch"
+    name = checkout_database_name(worker_id, "scratch")
     recreate_database(infra.admin_url, name)
     yield database_url(infra.admin_url, name)
     with psycopg.connect(infra.admin_url, autocommit=True) as conn:

@@ -28,7 +28,7 @@ from shared.models import (
     Thread,
 )
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
-from tests.support.servers import database_url, postgres_admin_url, recreate_database, redis_url
+from tests.support.servers import checkout_database_name, database_url, postgres_admin_url, recreate_database, redis_url
 from tests.support.stack import Stack
 
 WEBHOOK_BACKOFF_SECONDS = 0.5
@@ -39,7 +39,7 @@ WEBHOOK_MAX_ATTEMPTS = 3
 def api_infra(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Infra]:
     work_dir = tmp_path_factory.mktemp("api-infra")
     with postgres_admin_url() as admin_url, redis_url(work_dir) as redis:
-        name = f"mailroom_test_{worker_id}_api"
+        name = checkout_database_name(worker_id, "api")
         recreate_database(admin_url, name)
         url = database_url(admin_url, name)
         upgrade(url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 import tempfile
@@ -60,6 +61,15 @@ def redis_url(work_dir: Path) -> Iterator[str]:
 
     with redis_server(work_dir / "redis") as url:
         yield url
+
+
+# Several checkouts of the project (worktrees, a CI clone beside a developer's tree) may run their suites at the same
+# time against the one local Postgres: each names its databases after its own path.
+CHECKOUT_TAG = hashlib.sha256(str(Path(__file__).resolve().parents[2]).encode()).hexdigest()[:6]
+
+
+def checkout_database_name(worker_id: str, role: str = "") -> str:
+    return f"mailroom_test_{CHECKOUT_TAG}_{worker_id}" + (f"_{role}" if role else "")
 
 
 def recreate_database(admin_url: str, name: str) -> None:
