@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.matcher.forwards import ForwardedAddress, ForwardParse, parse_forwarded
+from services.matcher.mail.forwards import ForwardedAddress, ForwardParse, parse_forwarded
 
 _DEFAULT_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -1,4 +1,4 @@
-"""Measure services.matcher.quotes on the public reply-quote corpora.
+"""Measure services.matcher.mail.quotes on the public reply-quote corpora.
 
 Run as ``python -m eval.reply_quotes [CORPORA_DIR]``.  The corpora are read
 from ``../shared/corpora`` (relative to the repository) unless a directory is
@@ -16,7 +16,7 @@ import re
 import sys
 from email.message import EmailMessage
 
-from services.matcher.quotes import extract_new_text, html_to_text
+from services.matcher.mail.quotes import extract_new_text, html_to_text
 
 _DEFAULT_CORPORA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 _REPLY_QUOTES = "reply-quotes"

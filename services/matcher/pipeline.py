@@ -22,22 +22,22 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.matcher.account import AccountContext, load_account
-from services.matcher.classify import bounced_recipients, machine_mail
-from services.matcher.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
-from services.matcher.organizations import link_organizations
-from services.matcher.originals import find_originals, with_forward_defaults
-from services.matcher.parsing import Address, ParsedMail, parse_mail
-from services.matcher.people import (
+from services.matcher.mail.classify import bounced_recipients, machine_mail
+from services.matcher.mail.originals import find_originals, with_forward_defaults
+from services.matcher.mail.parsing import Address, ParsedMail, parse_mail
+from services.matcher.mail.quotes import extract_new_text, html_to_text
+from services.matcher.mail.subjects import subject_key
+from services.matcher.placement.account import AccountContext, load_account
+from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
+from services.matcher.placement.organizations import link_organizations
+from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
     RULE_PARTICIPANT_OF_FORWARDED_MAIL,
     RULE_RECIPIENT_OF_SENT_MAIL,
     create_missing,
     plan_people,
 )
-from services.matcher.quotes import extract_new_text, html_to_text
-from services.matcher.subjects import subject_key
-from services.matcher.threads import (
+from services.matcher.placement.threads import (
     assign_thread,
     outlook_conversation_key,
     subject_lock_names,

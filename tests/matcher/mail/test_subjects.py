@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.matcher.subjects import normalize_subject, subject_key
+from services.matcher.mail.subjects import normalize_subject, subject_key
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from services.matcher.parsing import Address, parse_address_header, parse_mail
+from services.matcher.mail.parsing import Address, parse_address_header, parse_mail
 
 PNG = bytes(range(256)) * 3  # every byte value: any text decoding on the way would show
 

@@ -32,8 +32,8 @@ from sqlalchemy import Uuid, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.matcher.account import AccountContext, load_account
-from services.matcher.subjects import normalize_subject, subject_key
+from services.matcher.mail.subjects import normalize_subject, subject_key
+from services.matcher.placement.account import AccountContext, load_account
 from shared.addresses import normalize_address
 from shared.locks import lock_names
 from shared.models import Message, Thread, ThreadKey, ThreadParticipant

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
 
-from services.matcher.parsing import ParsedMail
+from services.matcher.mail.parsing import ParsedMail
 from shared.models import MessageKind
 
 # RFC 3834 and the de-facto headers of Exchange, Gmail, Zimbra and common autoresponders.

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.matcher.account import AccountContext, domain_of
-from services.matcher.parsing import Address
+from services.matcher.mail.parsing import Address
+from services.matcher.placement.account import AccountContext, domain_of
 from shared.locks import lock_names
 from shared.models import Person, PersonEmail
 

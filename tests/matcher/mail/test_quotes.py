@@ -1,10 +1,10 @@
-"""Unit tests for services.matcher.quotes, on fixtures written for this project."""
+"""Unit tests for services.matcher.mail.quotes, on fixtures written for this project."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.matcher.quotes import extract_new_text, html_to_text
+from services.matcher.mail.quotes import extract_new_text, html_to_text
 
 REPLY = "Thanks, the invoice is paid.\nSee you Monday."
 

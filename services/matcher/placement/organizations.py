@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.matcher.account import AccountContext, domain_of, free_mail_domains
+from services.matcher.placement.account import AccountContext, domain_of, free_mail_domains
 from shared.locks import lock_names
 from shared.models import Organization, OrganizationDomain, Person
 

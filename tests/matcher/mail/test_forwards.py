@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.matcher.forwards import ForwardedAddress, ForwardedEmail, ForwardParse, parse_forwarded
+from services.matcher.mail.forwards import ForwardedAddress, ForwardedEmail, ForwardParse, parse_forwarded
 
 
 def _email(result: ForwardParse) -> ForwardedEmail:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from services.matcher.forwards import ForwardedAddress, parse_forwarded
-from services.matcher.parsing import Address, ParsedMail, parse_mail
-from services.matcher.quotes import html_to_text
+from services.matcher.mail.forwards import ForwardedAddress, parse_forwarded
+from services.matcher.mail.parsing import Address, ParsedMail, parse_mail
+from services.matcher.mail.quotes import html_to_text
 
 # Below this the forward parser is guessing; better to keep the forward itself than to invent an author.
 MIN_FORWARD_CONFIDENCE = 0.5

@@ -17,7 +17,7 @@ from shared.models import Account, User, UserAlias
 
 @cache
 def free_mail_domains() -> frozenset[str]:
-    text = resources.files("services.matcher").joinpath("data/free_mail_domains.txt").read_text()
+    text = resources.files("services.matcher.placement").joinpath("data/free_mail_domains.txt").read_text()
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
