@@ -12,7 +12,6 @@ real mail for a formatting rule helps nobody here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
@@ -21,6 +20,7 @@ from services.smtp_gateway.limits import TOO_MANY_ERRORS, Anvil, client_of
 
 _END_OF_LINE_DOT = b"\n.\r\n"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
+IDLE_TOO_LONG = b"421 4.4.2 Timeout, closing connection\r\n"
 
 
 class GatewaySMTP(SMTP):
@@ -58,9 +58,18 @@ class GatewaySMTP(SMTP):
         self._sessions.discard(self)
         super().connection_lost(error)
 
-    @property
-    def client(self) -> str | None:
-        return self._client
+    def data_received(self, data: bytes) -> None:
+        # Idle means nothing arrives (Postfix times each read, too): a slow message that keeps coming, line by line
+        # or in pieces smaller than a line, is not idle, however long it takes.
+        if self._client is not None:
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        # Say why before closing, as Postfix does; a client that sees only the close may count it as a failure.
+        if self.transport is not None and not self.transport.is_closing():
+            cast(asyncio.Transport, self.transport).write(IDLE_TOO_LONG)
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def close_session(self) -> None:
         if self.transport is not None:
@@ -91,8 +100,7 @@ class GatewaySMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            # The idle timeout restarts with every piece: a slow message that keeps coming is not idle.
-            content = await read_message(self._reader, self.data_size_limit, on_progress=self._reset_timeout)
+            content = await read_message(self._reader, self.data_size_limit)
         except asyncio.IncompleteReadError:
             # The client went away mid-message: nothing was accepted, so nothing is kept.
             self.close_session()
@@ -108,9 +116,7 @@ class GatewaySMTP(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
 
-async def read_message(
-    reader: asyncio.StreamReader, size_limit: int | None, *, on_progress: Callable[[], object] | None = None
-) -> bytes | None:
+async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> bytes | None:
     """The dot-unstuffed message up to `CRLF . CRLF`; None (after reading it all) when over `size_limit`.
 
     Memory stays near twice the message: pieces are unstuffed as they arrive and joined once at the end (growing
@@ -139,8 +145,6 @@ async def read_message(
             ends = before == ord("\r")
             if ends:
                 piece = piece[:-3]  # drop ".\r\n", keep the last line's CRLF
-        if on_progress is not None:
-            on_progress()
         size += len(piece)
         if not too_big and size_limit and size > size_limit:
             too_big = True
