@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # A claimed delivery whose worker died becomes due again after this long.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # API limits against hostile or runaway clients. Request bodies are counted before routing and authentication
+    # (JSON records are small; nothing takes raw mail over HTTP). The rate is per token, or per client address
+    # for requests without a valid one: a sustained rate per minute plus a burst allowed at once (0: no limit).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    api_rate_limit_per_minute: int = Field(default=600, ge=0)
+    api_rate_limit_burst: int = Field(default=60, ge=1)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -17,6 +17,7 @@ _RANGE = re.compile(r"bytes=[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.IGNORECASE)
 # A position with more digits than this is past the end of anything we store; int() is never asked to parse it
 # (CPython refuses strings over 4300 digits, which made a huge Range header a 500).
 _MAX_POSITION_DIGITS = 18
+_PAST_EVERY_END: int = 10**_MAX_POSITION_DIGITS
 
 
 def safe_content_type(declared: str) -> str:
@@ -64,7 +65,7 @@ def _position(digits: str) -> int:
     """A byte position; anything too long to be a real position counts as "past every end" (it is, by far)."""
     significant = digits.lstrip("0") or "0"
     if len(significant) > _MAX_POSITION_DIGITS:
-        return 10**_MAX_POSITION_DIGITS
+        return _PAST_EVERY_END
     return int(significant)
 
 
