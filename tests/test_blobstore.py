@@ -7,6 +7,7 @@ behind, and the same bytes stored any number of times, from any number of thread
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -58,10 +59,8 @@ def test_a_reader_sees_a_blob_whole_or_not_at_all(tmp_path: Path) -> None:
     def read_while_writing() -> None:
         while not done.is_set():
             for index, digest in enumerate(digests):
-                try:
+                with contextlib.suppress(KeyError):
                     seen.append((index, store.get(account, digest)))
-                except KeyError:
-                    pass
 
     reader = threading.Thread(target=read_while_writing)
     reader.start()
