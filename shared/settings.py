@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # How long RCPT remembers that a Smart-BCC address exists, or does not.
     smtp_recipient_cache_seconds: float = Field(default=10.0, ge=0)
 
+    # API limits against hostile or runaway clients. Request bodies are counted before routing and authentication
+    # (JSON records are small; nothing takes raw mail over HTTP). The rate is per token, or per client address
+    # for requests without a valid one: a sustained rate per minute plus a burst allowed at once (0: no limit).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    api_rate_limit_per_minute: int = Field(default=600, ge=0)
+    api_rate_limit_burst: int = Field(default=60, ge=1)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
