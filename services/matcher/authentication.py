@@ -278,6 +278,8 @@ class _Lookups:
         self.resolver = resolver
         self.timeout = config.timeout_seconds
         self.deadline = time.monotonic() + config.budget_seconds
+        # dkimpy turns a DNS timeout into a plain "signature invalid"; remembering it here tells the two apart.
+        self.dkim_key_timeouts = 0
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -301,6 +303,7 @@ class _Lookups:
         try:
             records = self.txt(name)
         except dns.exception.Timeout as exc:
+            self.dkim_key_timeouts += 1
             raise dkim.DnsTimeoutError(str(exc)) from exc
         except dns.exception.DNSException:
             return None
@@ -383,9 +386,12 @@ def _check_dkim(
         if index >= limit:
             notes.append(f"{len(signatures) - limit} more DKIM signature(s) not checked (limit {limit})")
             break
+        timeouts_before = lookups.dkim_key_timeouts
         try:
             passed = verifier.verify(idx=index, dnsfunc=lookups.dkim_txt)
             result = "pass" if passed else "fail"
+            if not passed and lookups.dkim_key_timeouts > timeouts_before:
+                result = "temperror"
         except dkim.DnsTimeoutError:
             result = "temperror"
         except dkim.DKIMException as exc:
