@@ -37,7 +37,7 @@ from services.matcher.placement.people import (
     create_missing,
     plan_people,
 )
-from services.matcher.placement.senders import UnauthenticatedSender, check_claimed_user, trusted_bounce_recipients
+from services.matcher.placement.senders import trusted_bounce_recipients, unauthenticated_claim
 from services.matcher.placement.threads import (
     assign_thread,
     outlook_conversation_key,
@@ -199,10 +199,10 @@ class Matcher:
         machine = machine_mail(parsed)
         sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
         if sent_by_user and sender is not None and self.sender_auth is not None and self.sender_auth.require:
-            try:  # before anything is placed: forged mail must not even join threads (see placement.senders)
-                check_claimed_user(context, user, sender, authentication)
-            except UnauthenticatedSender as forged:
-                raise Hold(str(forged)) from None
+            # Before anything is placed: forged mail must not even join threads (see placement.senders).
+            forged = unauthenticated_claim(context, user, sender, authentication)
+            if forged is not None:
+                raise Hold(forged)
 
         if machine is not None:
             stored = self._store(session, context, inbound, parsed, Classified(machine.kind, machine.reason))

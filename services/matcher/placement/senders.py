@@ -29,31 +29,27 @@ from shared.models import Direction, Message, User
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 
 
-class UnauthenticatedSender(Exception):  # noqa: N818 -- a decision, raised as the pipeline's Hold
-    """The From claims a user, and the mail does not prove it."""
-
-
-def check_claimed_user(
+def unauthenticated_claim(
     context: AccountContext,
     user: User,
     claimed: str,
     authentication: SenderAuthentication | None,
-) -> None:
-    """Raise `UnauthenticatedSender` (with the reason) unless mail From `claimed`, a verified address of `user`,
-    authenticates for its domain or the account exempts that domain."""
+) -> str | None:
+    """Why mail From `claimed`, a verified address of `user`, may not count as the user's (None: it may): it does
+    not authenticate for its domain, and the account does not exempt that domain."""
     domain = domain_of(claimed)
     if domain is None:
-        return
+        return None
     exempt = {d.lower().lstrip("@") for d in context.settings.unauthenticated_sender_domains}
     if domain in exempt:
-        return
+        return None
     if authentication is not None and authentication.authenticates(domain):
-        return
+        return None
     if authentication is not None and authentication.from_domain == domain and authentication.dmarc == "pass":
-        return
+        return None
     who = user.name or user.email
     checked = authentication.describe() if authentication is not None else "not checked"
-    raise UnauthenticatedSender(
+    return (
         f"From claims {claimed} (a verified address of {who}) but the mail does not authenticate for {domain}"
         f" ({checked}); held as possibly forged. If it is genuine, add {domain} to the account's"
         " unauthenticated_sender_domains and reprocess it"
