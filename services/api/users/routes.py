@@ -129,10 +129,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-@confirmations_router.get("/{token}", response_class=HTMLResponse)
-def alias_confirmation_page(token: str) -> HTMLResponse:
+@confirmations_router.get("/{token}", response_class=HTMLResponse, responses=_NOT_FOUND)
+def alias_confirmation_page(request: Request, token: str, session: DbSession) -> HTMLResponse:
     """A page with a confirm button: opening the link alone (a mail scanner, a preview) confirms nothing."""
-    return HTMLResponse(_page("Confirm this sender address", _CONFIRM_FORM.format(action=html.escape(token))))
+    alias = service.alias_of_link(session, get_settings(request), token)
+    question = f"<p>Treat mail from {html.escape(alias.address)} as your own in Mailroom?</p>"
+    form = _CONFIRM_FORM.format(action=html.escape(token))
+    return HTMLResponse(_page("Confirm this sender address", question + form))
 
 
 @confirmations_router.post("/{token}", response_model=AliasConfirmed, responses=_NOT_FOUND)

@@ -128,11 +128,10 @@ def resend_confirmation(
     return alias
 
 
-def confirm_alias(session: Session, settings: Settings, token: str) -> UserAlias:
-    """Verify the alias whose link this is; confirming twice is fine, an unknown or expired link is a 404."""
-    alias = session.scalars(
-        select(UserAlias).where(UserAlias.confirmation_token_sha256 == confirmation.token_hash(token)).with_for_update()
-    ).one_or_none()
+def alias_of_link(session: Session, settings: Settings, token: str, *, for_update: bool = False) -> UserAlias:
+    """The alias a confirmation link was sent to; an unknown or expired link is a 404."""
+    query = select(UserAlias).where(UserAlias.confirmation_token_sha256 == confirmation.token_hash(token))
+    alias = session.scalars(query.with_for_update() if for_update else query).one_or_none()
     if alias is None or (alias.verified_at is None and confirmation.expired(settings, alias)):
         raise Problem(
             404,
@@ -140,6 +139,12 @@ def confirm_alias(session: Session, settings: Settings, token: str) -> UserAlias
             "Confirmation link not found",
             "This link is unknown or has expired; ask your Mailroom admin to send a new one.",
         )
+    return alias
+
+
+def confirm_alias(session: Session, settings: Settings, token: str) -> UserAlias:
+    """Verify the alias whose link this is; confirming twice is fine."""
+    alias = alias_of_link(session, settings, token, for_update=True)
     if alias.verified_at is None:
         alias.verified_at = datetime.now(UTC)
     return alias
