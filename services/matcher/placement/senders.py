@@ -20,7 +20,7 @@ from email.message import Message as EmailMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.matcher.authentication import SenderAuthentication, aligned, domain_of, from_domain_of
+from services.matcher.authentication import SenderAuthentication, domain_of, from_domain_of
 from services.matcher.mail.classify import bounced_recipients
 from services.matcher.placement.account import AccountContext
 from shared.addresses import normalize_address
@@ -49,9 +49,11 @@ def unauthenticated_claim(
         return None
     who = user.name or user.email
     checked = authentication.describe() if authentication is not None else "not checked"
+    claim = f"From claims {claimed} (a verified address of {who}) but the mail does not authenticate for {domain}"
+    if authentication is not None and authentication.had_temporary_error:
+        return f"{claim} ({checked}): DNS did not answer, so it is held for now; reprocessing checks again"
     return (
-        f"From claims {claimed} (a verified address of {who}) but the mail does not authenticate for {domain}"
-        f" ({checked}); held as possibly forged. If it is genuine, add {domain} to the account's"
+        f"{claim} ({checked}); held as possibly forged. If it is genuine, add {domain} to the account's"
         " unauthenticated_sender_domains and reprocess it"
     )
 
@@ -72,9 +74,7 @@ def trusted_bounce_recipients(
     if not failed or authentication is None:
         return failed
     reporter = from_domain_of(report)
-    if authentication.authenticates(reporter) or (
-        authentication.spf.result == "pass" and aligned(authentication.spf.domain, reporter)
-    ):
+    if authentication.authenticates(reporter):  # SPF of a bounce is its HELO name's: mx.example for example.com
         return failed
     recipients = _recipients_of_sent_mail(session, context, user_id, _referenced_ids(report))
     return [address for address in failed if normalize_address(address) in recipients]
