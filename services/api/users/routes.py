@@ -124,8 +124,11 @@ def _alias(alias: UserAlias) -> AliasOut:
 # /v1/ because they are pages for people, not API operations.
 confirmations_router = APIRouter(prefix="/alias-confirmations", tags=["users"])
 
+# Spelled out (not `model=`): FastAPI would document a page route's errors as text/html.
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProblemDetail, "description": "The link is unknown or has expired."}
+    404: {"description": "The link is unknown or has expired.", "content": _PROBLEM},
+    422: {"description": "The request is not valid.", "content": _PROBLEM},
 }
 
 
@@ -138,7 +141,14 @@ def alias_confirmation_page(request: Request, token: str, session: DbSession) ->
     return HTMLResponse(_page("Confirm this sender address", question + form))
 
 
-@confirmations_router.post("/{token}", response_model=AliasConfirmed, responses=_NOT_FOUND)
+@confirmations_router.post(
+    "/{token}",
+    response_model=AliasConfirmed,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Confirmed (HTML for browsers)"},
+        **_NOT_FOUND,
+    },
+)
 def confirm_alias(request: Request, token: str, session: DbSession) -> AliasConfirmed | HTMLResponse:
     """Verify the alias this link was sent to."""
     alias = service.confirm_alias(session, get_settings(request), token)
