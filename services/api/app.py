@@ -20,6 +20,7 @@ from services.api.mailbox.routes import router as mailbox_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
+from services.api.users.routes import confirmations_router
 from services.api.users.routes import router as users_router
 from services.api.webhooks.routes import router as webhooks_router
 from shared.blobstore import LocalBlobStore
@@ -46,6 +47,7 @@ ROUTERS = (
     account_router,
     tokens_router,
     users_router,
+    confirmations_router,
     mailbox_router,
     timelines_router,
     chooser_router,

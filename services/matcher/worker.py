@@ -14,6 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.actors import register_actors
+from services.matcher.authentication import SenderAuthConfig
 from services.matcher.pipeline import Matcher
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
@@ -60,6 +61,7 @@ def run_one(settings: Settings) -> None:
         sessions=sessions,
         blobs=LocalBlobStore(settings.blob_root),
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
+        sender_auth=SenderAuthConfig.from_settings(settings),
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
