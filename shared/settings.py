@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     # A claimed delivery whose worker died becomes due again after this long.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # Metrics (Prometheus). The API serves /metrics on its own port; gateway and workers have no HTTP server, so
+    # they serve theirs on a port of their own (0: off). Loopback by default, like every other listener here.
+    metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # When set, the API's /metrics wants `Authorization: Bearer <this>`; unset, it is open like /healthz (it
+    # shows counts, never mail or account data).
+    metrics_token: str | None = None
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -13,6 +13,7 @@ import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 
+from shared import metrics
 from shared.broker import enqueue_many, inbound_received
 
 log = structlog.get_logger(__name__)
@@ -56,3 +57,4 @@ class AfterCommitEnqueuer:
             enqueue_many(self._broker, [inbound_received(inbound_id) for inbound_id in batch])
         except redis.RedisError as exc:
             log.warning("enqueue.failed_left_for_sweep", count=len(batch), error=str(exc))
+            metrics.enqueue_failed(len(batch))

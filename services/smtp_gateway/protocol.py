@@ -15,6 +15,8 @@ from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from shared import metrics
+
 _END_OF_LINE_DOT = b"\n.\r\n"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
 
@@ -38,6 +40,7 @@ class GatewaySMTP(SMTP):
             open_here = sum(1 for session in self._sessions if session.peer_host == peer)
             if open_here >= self._max_sessions_per_peer:
                 self._refused = True
+                metrics.smtp_reply("CONNECT", TOO_MANY_SESSIONS.decode())
                 # uvloop's transports are not asyncio.Transport subclasses, but they are stream transports.
                 cast(asyncio.Transport, transport).write(TOO_MANY_SESSIONS)
                 transport.close()
@@ -51,6 +54,11 @@ class GatewaySMTP(SMTP):
             return
         self._sessions.discard(self)
         super().connection_lost(error)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        status = await super()._call_handler_hook(command, *args)
+        metrics.smtp_reply(command, status)  # the handler's MAIL, RCPT and DATA answers
+        return status
 
     def close_session(self) -> None:
         if self.transport is not None:
@@ -76,6 +84,7 @@ class GatewaySMTP(SMTP):
             return
         if content is None:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
+            metrics.smtp_reply("DATA", TOO_MUCH_DATA)
             await self.push(TOO_MUCH_DATA)
             return
         self.envelope.content = content

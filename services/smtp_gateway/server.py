@@ -14,6 +14,7 @@ from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.handler import GatewayHandler
 from services.smtp_gateway.protocol import GatewaySMTP
 from services.smtp_gateway.store import InboundStore
+from shared import metrics
 from shared.broker import make_broker
 from shared.db import libpq_url
 from shared.settings import Settings
@@ -73,6 +74,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
     log.info("gateway.listening", smtp=f"{settings.smtp_host}:{port}")
+    metrics.serve(settings.gateway_metrics_port, settings.metrics_host)
     await stop.wait()
 
     log.info("gateway.draining", sessions=len(sessions))
