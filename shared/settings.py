@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     gateway_metrics_port: int = Field(default=0, ge=0, le=65535)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
-    # When set, the API's /metrics wants `Authorization: Bearer <this>`; unset, it is open like /healthz (it
-    # shows counts, never mail or account data).
+    # When set (non-empty), the API's /metrics wants `Authorization: Bearer <this>`; unset, it is open like
+    # /healthz (it shows counts, never mail or account data).
     metrics_token: str | None = None
 
     log_level: str = "INFO"

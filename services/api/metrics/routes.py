@@ -28,7 +28,7 @@ _INBOUND_COUNTS = text(
 @router.get("/metrics", include_in_schema=False)
 def scrape(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    if settings.metrics_token is not None and not _bearer_matches(request, settings.metrics_token):
+    if settings.metrics_token and not _bearer_matches(request, settings.metrics_token):
         return problem_response(401, "unauthorized", "Authentication required", "This /metrics wants its token.")
     return Response(metrics.exposition(REGISTRY, _state_registry(request)), media_type=CONTENT_TYPE_LATEST)
 
