@@ -7,7 +7,9 @@ two worker processes behind one metrics port.
 from __future__ import annotations
 
 import smtplib
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -38,6 +40,26 @@ def value(scraped: dict[tuple[str, frozenset[tuple[str, str]]], float], name: st
 
 
 @pytest.fixture
+def webhook_url() -> Iterator[str]:
+    """A receiver that takes every delivery (what it receives is tests/api/test_webhooks.py's business)."""
+
+    class Accept(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def metered_stack(infra: Infra, scratch_database: str, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(
         infra,
@@ -49,6 +71,7 @@ def metered_stack(infra: Infra, scratch_database: str, tmp_path: Path) -> Iterat
         gateway_metrics_port=str(free_port()),
         worker_metrics_port=str(free_port()),
         metrics_token=METRICS_TOKEN,
+        webhook_allow_private_targets="true",
     )
     running = Stack(env=env, log_dir=tmp_path)
     running.start("gateway", "worker", "api")
@@ -57,7 +80,7 @@ def metered_stack(infra: Infra, scratch_database: str, tmp_path: Path) -> Iterat
 
 
 def test_counters_and_histograms_move_as_mail_is_accepted_refused_and_processed(
-    metered_stack: Stack, scratch_database: str
+    metered_stack: Stack, scratch_database: str, webhook_url: str
 ) -> None:
     env = metered_stack.env
     gateway_metrics = f"http://127.0.0.1:{env['MAILROOM_GATEWAY_METRICS_PORT']}/metrics"
@@ -68,6 +91,10 @@ def test_counters_and_histograms_move_as_mail_is_accepted_refused_and_processed(
         tenant = new_tenant(make_session_factory(engine))
     finally:
         engine.dispose()
+
+    with httpx.Client(base_url=metered_stack.api_url, headers={"Authorization": f"Bearer {tenant.token}"}) as api:
+        subscribed = api.post("/v1/webhooks", json={"url": webhook_url, "events": ["message.stored"]})
+        assert subscribed.status_code == 201, subscribed.text
 
     mail = make_mail(sender=f"Sam <{tenant.user_email}>", to=["Dana <dana@client.example>"], subject="Metered")
     send(metered_stack.smtp_port, [tenant.bcc_address], mail)
@@ -95,6 +122,10 @@ def test_counters_and_histograms_move_as_mail_is_accepted_refused_and_processed(
     assert value(worker, "mailroom_processing_latency_seconds_bucket", le="+Inf") == 1
     assert value(worker, "mailroom_messages_processed_total", outcome="stored") == 1
     assert value(worker, "mailroom_messages_failed_total") == 0
+    wait_for(
+        lambda: value(samples(worker_metrics), "mailroom_webhook_deliveries_total", outcome="succeeded") == 1,
+        what="the message.stored delivery to be counted",
+    )
 
     # The API's page wants the metrics token when one is set, and reads queue and message state at scrape time.
     assert httpx.get(api_metrics, timeout=10).status_code == 401
