@@ -81,8 +81,10 @@ async def serve(settings: Settings) -> None:
     server.close()
     handler.draining = True
     deadline = loop.time() + settings.smtp_drain_seconds
-    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll.
-    while handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
+    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll. A closed
+    # session's envelope can linger there until the garbage collector breaks its cycle, so with no session left
+    # there is nothing to wait for.
+    while sessions and handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(sessions):
         session.close_session()
