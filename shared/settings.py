@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     # Where people reach the API from outside: the base of the links in confirmation mail.
     public_api_url: str | None = None
     alias_confirmation_hours: float = Field(default=72.0, gt=0)
+    # Metrics (Prometheus). The API serves /metrics on its own port; gateway and workers have no HTTP server, so
+    # they serve theirs on a port of their own (0: off). Loopback by default, like every other listener here.
+    metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # When set (non-empty), the API's /metrics wants `Authorization: Bearer <this>`; unset, it is open like
+    # /healthz (it shows counts, never mail or account data).
+    metrics_token: str | None = None
 
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -17,6 +17,7 @@ from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
 from services.api.limits import RateLimiter, RequestLimits
 from services.api.mailbox.routes import router as mailbox_router
+from services.api.metrics.routes import router as metrics_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
@@ -54,6 +55,7 @@ ROUTERS = (
     held_router,
     crm_router,
     webhooks_router,
+    metrics_router,
 )
 
 

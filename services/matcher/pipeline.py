@@ -40,6 +40,7 @@ from services.matcher.placement.threads import (
     subject_lock_names,
     threads_joined_by_subject,
 )
+from shared import metrics
 from shared.blobstore import BlobStore
 from shared.db import transaction
 from shared.events import Event, emit
@@ -150,6 +151,7 @@ class Matcher:
                     {"inbound_id": inbound.id, "user_id": inbound.user_id, "reason": str(hold)},
                 )
                 inbound.processed_at = datetime.now(UTC)
+                metrics.message_finished_on_commit(session, Outcome.held, inbound.received_at)
                 log.info("matcher.held", reason=str(hold))
                 return Outcome.held
             inbound.status = InboundStatus.processed.value
@@ -157,6 +159,7 @@ class Matcher:
             inbound.hold_reason = None
             inbound.processed_at = datetime.now(UTC)
             inbound.last_error = None
+            metrics.message_finished_on_commit(session, outcome, inbound.received_at)
             log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
             return outcome
 

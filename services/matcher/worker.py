@@ -18,6 +18,7 @@ from services.matcher.authentication import SenderAuthConfig
 from services.matcher.pipeline import Matcher
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
+from shared import metrics
 from shared.blobstore import LocalBlobStore
 from shared.broker import inbound_received, make_broker
 from shared.db import make_engine, make_session_factory
@@ -30,12 +31,15 @@ log = structlog.get_logger(__name__)
 
 def run(settings: Settings, processes: int) -> None:
     if processes == 1:
+        metrics.serve(settings.worker_metrics_port, settings.metrics_host)
         run_one(settings)
         return
+    serve_metrics_sum = metrics.shared_with_child_processes()  # before the children start
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, args=(settings,), name=f"worker-{n}") for n in range(processes)]
     for child in children:
         child.start()
+    serve_metrics_sum(settings.worker_metrics_port, settings.metrics_host)
 
     def forward(signum: int, _frame: types.FrameType | None) -> None:
         for child in children:

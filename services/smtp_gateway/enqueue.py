@@ -17,6 +17,7 @@ import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 
+from shared import metrics
 from shared.broker import enqueue_many, inbound_received
 
 log = structlog.get_logger(__name__)
@@ -94,5 +95,6 @@ class AfterCommitEnqueuer:
         try:
             enqueue_many(self._broker, [inbound_received(inbound_id) for inbound_id in batch])
         except redis.RedisError as exc:
+            metrics.enqueue_failed(len(batch))
             return str(exc)
         return None

@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.limits import TOO_MANY_RECIPIENTS, Anvil, client_of
 from services.smtp_gateway.store import InboundStore, NewInbound, Recipient
+from shared import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,7 @@ class GatewayHandler:
             return TRY_LATER
         finally:
             self.open_transactions.discard(envelope)
+        metrics.messages_accepted(len(ids))
         self._enqueuer.submit(ids)
         return f"250 2.0.0 queued as {_queued_as(ids)}"
 

@@ -17,6 +17,7 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from services.smtp_gateway.limits import TOO_MANY_ERRORS, Anvil, client_of
+from shared import metrics
 
 _END_OF_LINE_DOT = b"\n.\r\n"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
@@ -41,6 +42,7 @@ class GatewaySMTP(SMTP):
         client = client_of(transport.get_extra_info("peername"))
         refusal = self._anvil.admit_session(client)
         if refusal is not None:
+            metrics.smtp_reply("CONNECT", refusal)
             # A 4xx greeting (RFC 5321 3.1) makes the client retry later. uvloop's transports are not
             # asyncio.Transport subclasses, but they are stream transports.
             cast(asyncio.Transport, transport).write(refusal.encode() + b"\r\n")
@@ -70,6 +72,11 @@ class GatewaySMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             cast(asyncio.Transport, self.transport).write(IDLE_TOO_LONG)
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        status = await super()._call_handler_hook(command, *args)
+        metrics.smtp_reply(command, status)  # the handler's MAIL, RCPT and DATA answers
+        return status
 
     def close_session(self) -> None:
         if self.transport is not None:
@@ -107,6 +114,7 @@ class GatewaySMTP(SMTP):
             return
         if content is None:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
+            metrics.smtp_reply("DATA", TOO_MUCH_DATA)
             await self.push(TOO_MUCH_DATA)
             return
         self.envelope.content = content
