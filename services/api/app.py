@@ -40,6 +40,9 @@ Smart-BCC mail, threads, attachments and the CRM records they are linked to.
   `next_cursor` back as `cursor` until it is null.
 * **Errors** are `application/problem+json` (RFC 9457) with a stable `type` URI and, for validation, `errors`
   per field.
+* **Limits**: request bodies are capped (`413`); each token (or, without a valid one, each client address) has a
+  request rate with a burst, and past it gets `429` with `Retry-After`. Responses carry `RateLimit-Limit` and
+  `RateLimit-Remaining`.
 * **Webhooks** are signed: `Mailroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
 """
 
