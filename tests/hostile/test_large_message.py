@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import smtplib
+import time
 from pathlib import Path
 
 import httpx
@@ -46,6 +47,7 @@ def test_a_25_mb_message_is_stored_exactly_with_bounded_memory(
         raw = wire_bytes(mail)
         assert MESSAGE_BYTES - 256 * 1024 < len(raw) <= MESSAGE_BYTES
         before = memory_kib(pid)
+        started = time.monotonic()
         with smtplib.SMTP(
             "127.0.0.1", gateway.smtp_port, timeout=120, source_address=(new_client_address(), 0)
         ) as smtp:
@@ -54,9 +56,11 @@ def test_a_25_mb_message_is_stored_exactly_with_bounded_memory(
             smtp.rcpt(tenant.bcc_address)
             code, reply = smtp.data(raw)
         assert code == 250, reply
+        elapsed = time.monotonic() - started
         after = memory_kib(pid)
         growth = (after["VmHWM"] - before["VmRSS"]) * 1024
-        print(f"gateway memory: {before} before, {after} after; peak growth {growth / len(raw):.1f}x the message")
+        print(f"{len(raw):,} bytes in {elapsed:.1f} s; gateway memory (KiB): {before} before, {after} after;")
+        print(f"peak growth {growth / len(raw):.1f}x the message")
         assert growth < 10 * len(raw)
 
         with sessions() as session:
