@@ -1,7 +1,7 @@
 """index the statuses /metrics counts (received, held, failed)
 
 Revision ID: 6b1e0c3d9f27
-Revises: 1d95b4439780
+Revises: 5a3d9e1c7b20
 Create Date: 2026-12-02 15:20:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "6b1e0c3d9f27"
-down_revision: str | None = "1d95b4439780"
+down_revision: str | None = "5a3d9e1c7b20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
