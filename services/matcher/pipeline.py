@@ -21,7 +21,8 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.analysis import AnalysedMail, Analysis
+from services.matcher.mail.budget import InProcessAnalyser, MessageAnalyser
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
 from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
@@ -106,6 +107,8 @@ class Matcher:
     blobs: BlobStore
     # Called after the commit for each held message this one released (the worker passes its broker's enqueue).
     enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
+    # The worker analyses under a time and memory budget (`budget.Analyser`); tests may analyse in-process.
+    analyser: MessageAnalyser = field(default_factory=InProcessAnalyser)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         released: list[uuid.UUID] = []
@@ -127,7 +130,7 @@ class Matcher:
                 return Outcome.busy if exists else Outcome.missing
             if inbound.status != InboundStatus.received:
                 return Outcome.already_done
-            analysis = analyse(inbound.raw)
+            [analysis] = self.analyser.analyse_all([inbound.raw])
             context = load_account(session, inbound.account_id)
             try:
                 # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.

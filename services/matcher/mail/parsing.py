@@ -984,6 +984,8 @@ def _decode_bytes(data: bytes, charset: str | None, defects: _Defects | None, wh
     if codec is not None:
         if codec == "cp1252":  # every byte is Latin-1 text at worst; the labels asked for it
             return _safe_text(data.decode(codec, "_mailroom_latin1"))
+        if codec == "utf-8" and _is_utf8(data):
+            return _safe_text(data.decode("utf-8"))
         if codec == "utf-8" and _mostly_utf8(data):
             # A few Latin bytes pasted into UTF-8 text: keep the UTF-8 and read only those bytes as Latin.
             if defects is not None:
@@ -1025,6 +1027,14 @@ def _guess_text(data: bytes, hints: tuple[str, ...] = ()) -> tuple[str, str]:
         except (UnicodeDecodeError, LookupError):
             continue
     return _safe_text(data.decode("cp1252", "_mailroom_latin1")), "windows-1252"
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _mostly_utf8(data: bytes) -> bool:
