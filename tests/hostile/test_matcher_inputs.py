@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Infra, Tenant, stack_env
+from shared.db import make_engine, make_session_factory
+from tests.conftest import Infra, Tenant, new_tenant, stack_env
 from tests.matcher.mail.test_slow_inputs import SLOW_INPUTS
 from tests.support.stack import Stack, make_mail, send, wait_for
 
@@ -74,26 +76,28 @@ def test_attack_is_kept_and_ordinary_mail_still_flows(
 # --- the budget, end to end -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tight_stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose analysis budget no message can meet: every message takes the degraded path."""
-    data_dir = tmp_path_factory.mktemp("tight-stack")
-    running = Stack(env=stack_env(infra, data_dir, analysis_time_limit_seconds="0.001"), log_dir=data_dir)
-    running.start("gateway", "worker", "api")
-    yield running
-    running.stop()
-
-
 @pytest.fixture
-def tight_api(tight_stack: Stack, tenant: Tenant) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {tenant.token}"}
-    with httpx.Client(base_url=tight_stack.api_url, headers=headers, timeout=30) as client:
-        yield client
+def tight_stack(infra: Infra, scratch_database: str, tmp_path: Path) -> Iterator[tuple[Stack, Tenant]]:
+    """A stack whose analysis budget no message can meet, so every message takes the degraded path. It has a
+    database and queues of its own: the shared stack's worker and sweep must not process its mail."""
+    engine = make_engine(scratch_database)
+    tenant = new_tenant(make_session_factory(engine))
+    env = stack_env(
+        infra,
+        tmp_path,
+        database_url=scratch_database,
+        queue_namespace=f"{infra.namespace}-tight",
+        analysis_time_limit_seconds="0.001",
+    )
+    running = Stack(env=env, log_dir=tmp_path)
+    running.start("gateway", "worker", "api")
+    yield running, tenant
+    running.stop()
+    engine.dispose()
 
 
-def test_message_past_the_analysis_budget_is_stored_from_its_headers(
-    tight_stack: Stack, tenant: Tenant, tight_api: httpx.Client
-) -> None:
+def test_message_past_the_analysis_budget_is_stored_from_its_headers(tight_stack: tuple[Stack, Tenant]) -> None:
+    stack, tenant = tight_stack
     message_id = f"<budget-{uuid.uuid4().hex}@acme.example>"
     mail = make_mail(
         sender=f"Sam Seller <{tenant.user_email}>",
@@ -103,9 +107,10 @@ def test_message_past_the_analysis_budget_is_stored_from_its_headers(
         message_id=message_id,
     )
 
-    send(tight_stack.smtp_port, [tenant.bcc_address], mail, sender=tenant.user_email)
+    send(stack.smtp_port, [tenant.bcc_address], mail, sender=tenant.user_email)
 
-    stored = stored_message(tight_api, message_id.strip("<>"))
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {tenant.token}"}) as api:
+        stored = stored_message(api, message_id.strip("<>"))
     assert stored["subject"] == "Rollout plan"
     assert stored["to"] == [{"name": "Lee", "address": "lee@client.example"}]
     assert stored["direction"] == "outbound"
