@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # /healthz (it shows counts, never mail or account data).
     metrics_token: str | None = None
 
+    # Hostile input: one message's analysis (parsing, quotes, forwards) runs in a child process that is killed
+    # past the time limit and cannot grow past the memory limit (0: no limit); such a message is stored from
+    # its headers alone, with a defect saying why.
+    analysis_time_limit_seconds: float = Field(default=10.0, gt=0)
+    analysis_memory_limit_mb: int = Field(default=1024, ge=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -22,7 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
-from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.analysis import AnalysedMail, Analysis
+from services.matcher.mail.budget import InProcessAnalyser, MessageAnalyser
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
 from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
@@ -112,6 +113,8 @@ class Matcher:
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
+    # The worker analyses under a time and memory budget (`budget.Analyser`); tests may analyse in-process.
+    analyser: MessageAnalyser = field(default_factory=InProcessAnalyser)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         released: list[uuid.UUID] = []
@@ -133,7 +136,7 @@ class Matcher:
                 return Outcome.busy if exists else Outcome.missing
             if inbound.status != InboundStatus.received:
                 return Outcome.already_done
-            analysis = analyse(inbound.raw)
+            [analysis] = self.analyser.analyse_all([inbound.raw])
             context = load_account(session, inbound.account_id)
             authentication = self._authentication(inbound)
             try:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.actors import register_actors
 from services.matcher.authentication import SenderAuthConfig
+from services.matcher.mail.budget import Analyser
 from services.matcher.pipeline import Matcher
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
@@ -61,11 +62,13 @@ def run_one(settings: Settings) -> None:
     engine = make_engine(settings.require_database_url(), pool_size=settings.worker_threads + 1)
     sessions = make_session_factory(engine)
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+    analyser = Analyser.from_settings(settings)
     matcher = Matcher(
         sessions=sessions,
         blobs=LocalBlobStore(settings.blob_root),
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
         sender_auth=SenderAuthConfig.from_settings(settings),
+        analyser=analyser,
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
@@ -89,6 +92,7 @@ def run_one(settings: Settings) -> None:
     log.info("worker.draining")
     worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))
     broker.close()
+    analyser.close()
     webhooks.client.close()
     engine.dispose()
     log.info("worker.stopped")
