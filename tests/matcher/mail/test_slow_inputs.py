@@ -75,6 +75,10 @@ SLOW_INPUTS: dict[str, bytes] = {
     "subject with 100k reply prefixes": message("x", subject="Re: Fwd: " * 100_000),
     # Each ":" re-read the address collected so far.
     "address followed by 200k colons": message("x", headers="Cc: a@b" + ":" * 200_000 + "\r\n"),
+    # Forward headers with one huge value, a huge blank run before an attribution, an unclosed address list.
+    "forwarded From of 200k letters": forward("From: " + "a" * 200_000 + "\nTo: b\nDate: c\n"),
+    "200k blanks then a 50k-name attribution": forward(" " * 200_000 + "x\nOn " + "a, " * 50_000 + "wrote:"),
+    "forward banner then 50k unclosed addresses": forward("From: " + "<x" * 50_000),
 }
 
 
