@@ -11,7 +11,6 @@ can be reprocessed once its cause is fixed.
 
 from __future__ import annotations
 
-import email
 import enum
 import uuid
 from collections.abc import Callable
@@ -22,11 +21,8 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.matcher.mail.classify import bounced_recipients, machine_mail
-from services.matcher.mail.originals import find_originals, with_forward_defaults
-from services.matcher.mail.parsing import Address, ParsedMail, parse_mail
-from services.matcher.mail.quotes import extract_new_text, html_to_text
-from services.matcher.mail.subjects import subject_key
+from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
 from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
 from services.matcher.placement.organizations import link_organizations
@@ -39,7 +35,6 @@ from services.matcher.placement.people import (
 )
 from services.matcher.placement.threads import (
     assign_thread,
-    outlook_conversation_key,
     subject_lock_names,
     threads_joined_by_subject,
 )
@@ -132,12 +127,12 @@ class Matcher:
                 return Outcome.busy if exists else Outcome.missing
             if inbound.status != InboundStatus.received:
                 return Outcome.already_done
-            parsed = parse_mail(inbound.raw)
+            analysis = analyse(inbound.raw)
             context = load_account(session, inbound.account_id)
             try:
                 # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
                 with session.begin_nested():
-                    message, outcome = self._place(session, context, inbound, parsed, released)
+                    message, outcome = self._place(session, context, inbound, analysis, released)
             except Hold as hold:
                 inbound.status = InboundStatus.held.value
                 inbound.hold_reason = str(hold)
@@ -164,33 +159,38 @@ class Matcher:
         session: Session,
         context: AccountContext,
         inbound: InboundMessage,
-        parsed: ParsedMail,
+        analysis: Analysis,
         released: list[uuid.UUID],
     ) -> tuple[Message, Outcome]:
         user = session.get_one(User, inbound.user_id)
+        parsed = analysis.message.mail
         sender = context.canonical(parsed.sender.address) if parsed.sender else None
-        machine = machine_mail(parsed)
+        machine = analysis.machine
         sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
 
         if machine is not None:
-            stored = self._store(session, context, inbound, parsed, Classified(machine.kind, machine.reason))
+            stored = self._store(session, context, inbound, analysis.message, Classified(machine.kind, machine.reason))
             if machine.kind is MessageKind.bounce:
-                _mark_bounces(session, context, inbound.raw, stored[0].id)
+                _mark_bounces(session, context, analysis.bounced_recipients, stored[0].id)
             return stored
         if sent_by_user:
-            originals = find_originals(parsed)
+            originals = analysis.originals
             # All originals' ids at once, in order: storing them one by one must not take locks out of order.
             lock_names(
                 session,
                 context.account_id,
-                (f"thread-key:{key}" for o in originals for key in (o.mail.message_id, *_thread_references(o.mail))),
+                (
+                    f"thread-key:{key}"
+                    for o in originals
+                    for key in (o.analysed.mail.message_id, *o.analysed.thread_references)
+                ),
             )
             if not originals:
                 stored = self._store(
                     session,
                     context,
                     inbound,
-                    parsed,
+                    analysis.message,
                     Classified(MessageKind.sent, "From is a verified address of the user"),
                 )
                 released.extend(_release_waiting(session, context, user.id, stored[0], parsed))
@@ -200,7 +200,7 @@ class Matcher:
                     session,
                     context,
                     inbound,
-                    with_forward_defaults(original, parsed),
+                    original.analysed,
                     Classified(
                         MessageKind.forwarded,
                         f"forwarded by the user ({original.how}); stored is the original message",
@@ -210,7 +210,7 @@ class Matcher:
                 for original in originals
             ]
             for (message, _), original in zip(results, originals, strict=True):
-                released.extend(_release_waiting(session, context, user.id, message, original.mail))
+                released.extend(_release_waiting(session, context, user.id, message, original.analysed.mail))
             return results[0]
         if sender is not None and context.is_internal(sender):
             raise Hold(
@@ -221,7 +221,7 @@ class Matcher:
                 session,
                 context,
                 inbound,
-                parsed,
+                analysis.message,
                 Classified(MessageKind.contact, "a contact wrote on a thread of the user"),
             )
         raise Hold(
@@ -235,14 +235,15 @@ class Matcher:
         session: Session,
         context: AccountContext,
         inbound: InboundMessage,
-        parsed: ParsedMail,
+        analysed: AnalysedMail,
         classified: Classified,
         provenance: Provenance | None = None,
     ) -> tuple[Message, Outcome]:
         account_id = context.account_id
+        parsed = analysed.mail
         # Everything that shares an id with this message waits for us (and we for it): see shared.locks.
         lock_names(
-            session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *_thread_references(parsed)})
+            session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *analysed.thread_references})
         )
         existing = session.scalars(
             select(Message).where(Message.account_id == account_id, Message.message_id_header == parsed.message_id)
@@ -265,14 +266,13 @@ class Matcher:
             session,
             account_id,
             message_id=parsed.message_id,
-            references=_thread_references(parsed),
+            references=analysed.thread_references,
             subject=parsed.subject,
             sent_at=parsed.sent_at,
             participants=frozenset(context.canonical(a.address) for _, a in roles),
             context=context,
             ids_locked=True,
         )
-        text = parsed.text_body or (html_to_text(parsed.html_body) if parsed.html_body else None)
         message = Message(
             account_id=account_id,
             user_id=inbound.user_id,
@@ -281,7 +281,7 @@ class Matcher:
             in_reply_to=parsed.in_reply_to,
             references=list(parsed.references),
             subject=parsed.subject,
-            subject_key=subject_key(parsed.subject),
+            subject_key=analysed.subject_key,
             from_name=sender.name if sender else None,
             from_address=sender.address if sender else None,
             to=[a.as_json() for a in parsed.to],
@@ -290,7 +290,7 @@ class Matcher:
             direction=(Direction.outbound if outbound else Direction.inbound).value,
             text_body=parsed.text_body,
             html_body=parsed.html_body,
-            new_text=extract_new_text(text) if text else None,
+            new_text=analysed.new_text,
             defects=list(parsed.defects),
             kind=classified.kind.value,
             kind_reason=classified.reason,
@@ -381,12 +381,6 @@ def _announce(
         )
 
 
-def _thread_references(parsed: ParsedMail) -> tuple[str, ...]:
-    """References for threading: the RFC 5322 ones, plus Outlook's conversation id when it sent one."""
-    conversation = outlook_conversation_key(parsed.headers.get("thread-index"))
-    return parsed.references if conversation is None else (*parsed.references, conversation)
-
-
 def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[str, Address]]:
     roles: list[tuple[str, Address]] = []
     if parsed.sender is not None:
@@ -473,8 +467,7 @@ def _release_waiting(
     return list(released)
 
 
-def _mark_bounces(session: Session, context: AccountContext, raw: bytes, message_id: uuid.UUID) -> None:
-    failed = bounced_recipients(email.message_from_bytes(raw))
+def _mark_bounces(session: Session, context: AccountContext, failed: tuple[str, ...], message_id: uuid.UUID) -> None:
     if not failed:
         return
     session.execute(

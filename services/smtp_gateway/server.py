@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.handler import GatewayHandler
+from services.smtp_gateway.limits import Anvil, Limits
 from services.smtp_gateway.protocol import GatewaySMTP
 from services.smtp_gateway.store import InboundStore
 from shared.broker import make_broker
@@ -45,9 +46,10 @@ async def serve(settings: Settings) -> None:
     )
     await pool.open()
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
-    store = InboundStore(pool)
+    store = InboundStore(pool, recipient_cache_seconds=settings.smtp_recipient_cache_seconds)
     enqueuer = AfterCommitEnqueuer(broker)
-    handler = GatewayHandler(settings.bcc_domain, store, enqueuer)
+    anvil = Anvil(Limits.from_settings(settings))
+    handler = GatewayHandler(settings.bcc_domain, store, enqueuer, anvil)
     sessions: set[GatewaySMTP] = set()
 
     tls = _tls_context(settings)
@@ -55,6 +57,7 @@ async def serve(settings: Settings) -> None:
     def new_session() -> GatewaySMTP:
         return GatewaySMTP(
             sessions,
+            anvil,
             handler,
             hostname=settings.smtp_hostname,
             ident="Mailroom SMTP gateway",
@@ -62,7 +65,7 @@ async def serve(settings: Settings) -> None:
             enable_SMTPUTF8=True,
             decode_data=False,
             tls_context=tls,
-            max_sessions_per_peer=settings.smtp_max_sessions_per_peer,
+            timeout=settings.smtp_timeout_seconds,
             require_starttls=tls is not None and settings.smtp_require_starttls,
         )
 

@@ -125,7 +125,10 @@ def test_sigterm_lets_an_open_transaction_finish_then_exits(
 
 
 def test_one_address_cannot_hold_every_session(infra: Infra, tmp_path: Path) -> None:
-    gateway = Stack(env=stack_env(infra, tmp_path, smtp_max_sessions_per_peer="2"), log_dir=tmp_path)
+    gateway = Stack(
+        env=stack_env(infra, tmp_path, smtp_max_sessions_per_peer="2", smtp_client_limit_exempt_networks=""),
+        log_dir=tmp_path,
+    )
     gateway.start("gateway")
     try:
         first = smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30)

@@ -20,8 +20,6 @@ order-dependent loop breaking do not apply.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -101,20 +99,6 @@ def assign_thread(
         session.flush()
     _record(session, account_id, thread, arrival)
     return thread.id
-
-
-def outlook_conversation_key(thread_index: str | None) -> str | None:
-    """The conversation an Outlook `Thread-Index` names: its first 22 bytes (a timestamp and a GUID) are the same
-    on every message of one conversation, so they work as a shared id where Outlook sent no References."""
-    if not thread_index:
-        return None
-    try:
-        header = base64.b64decode("".join(thread_index.split()), validate=True)
-    except (ValueError, binascii.Error):
-        return None
-    if len(header) < 22:
-        return None
-    return "outlook-conversation:" + base64.b64encode(header[:22]).decode()
 
 
 def subject_lock_names(subject: str | None, participants: frozenset[str]) -> list[str]:
