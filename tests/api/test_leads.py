@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import transaction
 from shared.models import Deal, Person, Thread, ThreadParticipant
 from tests.api.conftest import MailStore, client
-from tests.support.stack import Stack
+from tests.support.stack import Stack, make_mail, send, wait_for
 
 NEEDS_CONTACT = "Can't save a lead: it needs at least an email or a phone number."
 
@@ -214,3 +214,72 @@ def test_concurrent_converts_make_one_person_and_one_deal(
         account = mail.tenant.account_id
         assert session.scalar(select(func.count()).select_from(Deal).where(Deal.account_id == account)) == 1
         assert session.scalar(select(func.count()).select_from(Person).where(Person.account_id == account)) == 1
+
+
+def test_mail_to_a_leads_sub_address_lands_on_the_lead_then_on_its_deal(
+    api_stack: Stack, api: httpx.Client, mail: MailStore
+) -> None:
+    api.post("/v1/pipelines", json={"name": "Sales"})
+    address = f"lee.{uuid.uuid4().hex[:6]}@gmail-like.example"
+    lead = _lead(api, email=address, owner_user_id=str(mail.tenant.user_id))
+    first = make_mail(
+        sender=f"Sam Seller <{mail.tenant.user_email}>",
+        to=[f"Lee <{address}>"],
+        subject="Following up on your enquiry",
+        message_id=f"<enquiry-{uuid.uuid4().hex}@acme.example>",
+    )
+    send(api_stack.smtp_port, [lead["bcc_address"]], first, sender=mail.tenant.user_email)
+
+    def on_lead() -> list[dict[str, Any]] | None:
+        entries = api.get(f"/v1/leads/{lead['id']}/timeline").json()["data"]
+        return [e for e in entries if e["kind"] == "message"] or None
+
+    [entry] = wait_for(on_lead, timeout=60, what="the mail on the lead's timeline")
+    assert entry["message"]["subject"] == "Following up on your enquiry"
+    thread_id = entry["message"]["thread_id"]
+
+    result = api.post(f"/v1/leads/{lead['id']}/convert").json()
+    assert api.get(f"/v1/threads/{thread_id}").json()["deal_id"] == result["deal_id"]
+    # Later mail to the converted lead's address goes to its deal, and still shows on the lead.
+    later = make_mail(
+        sender=f"Sam Seller <{mail.tenant.user_email}>",
+        to=[f"Lee <{address}>"],
+        subject="Contract draft",
+        message_id=f"<contract-{uuid.uuid4().hex}@acme.example>",
+    )
+    send(api_stack.smtp_port, [lead["bcc_address"]], later, sender=mail.tenant.user_email)
+
+    def on_deal() -> dict[str, Any] | None:
+        entries = api.get(f"/v1/deals/{result['deal_id']}/timeline").json()["data"]
+        found = [e for e in entries if e["kind"] == "message" and e["message"]["subject"] == "Contract draft"]
+        return found[0] if found else None
+
+    contract = wait_for(on_deal, timeout=60, what="the later mail on the deal's timeline")
+    assert contract["message"]["deal_id"] == result["deal_id"]
+    lead_subjects = {
+        e["message"]["subject"] for e in api.get(f"/v1/leads/{lead['id']}/timeline").json()["data"] if e["message"]
+    }
+    assert lead_subjects == {"Following up on your enquiry", "Contract draft"}
+
+
+def test_a_deleted_deal_gets_no_new_mail(api_stack: Stack, api: httpx.Client, mail: MailStore) -> None:
+    customer = f"del.{uuid.uuid4().hex[:6]}@deleted-deal.example"
+    person = api.post("/v1/persons", json={"name": "Del", "emails": [customer]}).json()
+    deal = api.post("/v1/deals", json={"title": "Gone", "person_id": person["id"]}).json()
+    assert api.delete(f"/v1/deals/{deal['id']}").status_code == 204
+    local_part, domain = mail.tenant.bcc_address.split("@")
+    sent = make_mail(
+        sender=f"Sam Seller <{mail.tenant.user_email}>",
+        to=[customer],
+        subject="After the deletion",
+        message_id=f"<after-{uuid.uuid4().hex}@acme.example>",
+    )
+    # Neither inferred from the person's deals nor routed by the deleted deal's own sub-address.
+    send(api_stack.smtp_port, [f"{local_part}+deal-{deal['id']}@{domain}"], sent, sender=mail.tenant.user_email)
+
+    def stored() -> dict[str, Any] | None:
+        found = api.get("/v1/threads", params={"person_id": person["id"]}).json()["data"]
+        return found[0] if found else None
+
+    thread = wait_for(stored, timeout=60, what="the mail to be stored")
+    assert thread["deal_id"] is None
