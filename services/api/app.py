@@ -19,9 +19,11 @@ from services.api.held.routes import router as held_router
 from services.api.leads.routes import router as leads_router
 from services.api.limits import RateLimiter, RequestLimits
 from services.api.mailbox.routes import router as mailbox_router
+from services.api.metrics.routes import router as metrics_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
+from services.api.users.routes import confirmations_router
 from services.api.users.routes import router as users_router
 from services.api.webhooks.routes import router as webhooks_router
 from shared.blobstore import LocalBlobStore
@@ -40,6 +42,9 @@ Smart-BCC mail, threads, attachments and the CRM records they are linked to.
   `next_cursor` back as `cursor` until it is null.
 * **Errors** are `application/problem+json` (RFC 9457) with a stable `type` URI and, for validation, `errors`
   per field.
+* **Limits**: request bodies are capped (`413`); each token (or, without a valid one, each client address) has a
+  request rate with a burst, and past it gets `429` with `Retry-After`. Responses carry `RateLimit-Limit` and
+  `RateLimit-Remaining`.
 * **Webhooks** are signed: `Mailroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
 """
 
@@ -48,6 +53,7 @@ ROUTERS = (
     account_router,
     tokens_router,
     users_router,
+    confirmations_router,
     mailbox_router,
     timelines_router,
     chooser_router,
@@ -56,6 +62,7 @@ ROUTERS = (
     leads_router,
     calendar_router,
     webhooks_router,
+    metrics_router,
 )
 
 

@@ -24,6 +24,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import metrics
 from shared.broker import ActorName, Queue, webhook_deliver
 from shared.db import transaction
 from shared.events import SIGNATURE_HEADER, WebhookSettings, sign
@@ -248,7 +249,7 @@ def make_webhook_sender(sessions: sessionmaker[Session], broker: RedisBroker, po
 def register_webhook_actor(broker: RedisBroker, sender: WebhookSender) -> None:
     def deliver(delivery_id: str) -> None:
         with structlog.contextvars.bound_contextvars(webhook_delivery_id=delivery_id):
-            sender.deliver(uuid.UUID(delivery_id))
+            metrics.webhook_delivery(sender.deliver(uuid.UUID(delivery_id)))
 
     dramatiq.actor(
         broker=broker,

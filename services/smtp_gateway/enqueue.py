@@ -17,6 +17,7 @@ import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 
+from shared import metrics
 from shared.broker import enqueue_many, inbound_received
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,7 @@ class AfterCommitEnqueuer:
         # Taken from the queue, not yet in Redis, oldest first.
         self._unsent: collections.deque[uuid.UUID] = collections.deque()
         self._dropped = 0  # in this outage, past max_unsent
+        self._draining = False
         self._task = asyncio.create_task(self._run())
 
     def submit(self, inbound_ids: list[uuid.UUID]) -> None:
@@ -41,7 +43,9 @@ class AfterCommitEnqueuer:
             self._ids.put_nowait(inbound_id)
 
     async def drain(self, seconds: float) -> None:
-        """Wait (bounded) until every submitted id was handed to Redis or given up on."""
+        """Wait (bounded) until every submitted id was handed to Redis, or Redis failed once more."""
+        # At shutdown a failing Redis is not waited for: the sweep enqueues what is left, and a stop must be quick.
+        self._draining = True
         try:
             await asyncio.wait_for(self._ids.join(), seconds)
         except TimeoutError:
@@ -67,6 +71,10 @@ class AfterCommitEnqueuer:
                     log.info("enqueue.recovered", waiting=len(self._unsent), left_for_sweep=self._dropped)
                     failing, self._dropped = False, 0
                 retry_in = _FIRST_RETRY_SECONDS
+                continue
+            if self._draining:
+                log.warning("enqueue.failed_left_for_sweep", count=len(self._unsent), error=error)
+                self._forget(len(self._unsent))
                 continue
             if not failing:
                 # One line per outage, not one per retry.
@@ -94,5 +102,6 @@ class AfterCommitEnqueuer:
         try:
             enqueue_many(self._broker, [inbound_received(inbound_id) for inbound_id in batch])
         except redis.RedisError as exc:
+            metrics.enqueue_failed(len(batch))
             return str(exc)
         return None

@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.limits import TOO_MANY_RECIPIENTS, Anvil, client_of
 from services.smtp_gateway.store import InboundStore, NewInbound, Recipient
+from shared import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -88,13 +89,17 @@ class GatewayHandler:
         peer = _peer(session.peer)
         try:
             ids = await self._store.persist(
-                [NewInbound(recipient, envelope.mail_from or "", peer, raw) for recipient in recipients]
+                [
+                    NewInbound(recipient, envelope.mail_from or "", peer, raw, helo=session.host_name)
+                    for recipient in recipients
+                ]
             )
         except Exception:
             log.exception("smtp.persist_failed", size=len(raw))
             return TRY_LATER
         finally:
             self.open_transactions.discard(envelope)
+        metrics.messages_accepted(len(ids))
         self._enqueuer.submit(ids)
         return f"250 2.0.0 queued as {_queued_as(ids)}"
 

@@ -17,6 +17,7 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from services.smtp_gateway.limits import TOO_MANY_ERRORS, Anvil, client_of
+from shared import metrics
 
 _END_OF_LINE_DOT = b"\n.\r\n"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
@@ -41,6 +42,7 @@ class GatewaySMTP(SMTP):
         client = client_of(transport.get_extra_info("peername"))
         refusal = self._anvil.admit_session(client)
         if refusal is not None:
+            metrics.smtp_reply("CONNECT", refusal)
             # A 4xx greeting (RFC 5321 3.1) makes the client retry later. uvloop's transports are not
             # asyncio.Transport subclasses, but they are stream transports.
             cast(asyncio.Transport, transport).write(refusal.encode() + b"\r\n")
@@ -70,6 +72,11 @@ class GatewaySMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             cast(asyncio.Transport, self.transport).write(IDLE_TOO_LONG)
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        status = await super()._call_handler_hook(command, *args)
+        metrics.smtp_reply(command, status)  # the handler's MAIL, RCPT and DATA answers
+        return status
 
     def close_session(self) -> None:
         if self.transport is not None:
@@ -107,6 +114,7 @@ class GatewaySMTP(SMTP):
             return
         if content is None:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
+            metrics.smtp_reply("DATA", TOO_MUCH_DATA)
             await self.push(TOO_MUCH_DATA)
             return
         self.envelope.content = content
@@ -119,8 +127,8 @@ class GatewaySMTP(SMTP):
 async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> bytes | None:
     """The dot-unstuffed message up to `CRLF . CRLF`; None (after reading it all) when over `size_limit`.
 
-    Memory stays near twice the message: pieces are unstuffed as they arrive and joined once at the end (growing
-    one buffer and unstuffing it whole took up to four copies of a 25 MB message at once).
+    Memory stays near twice the message: pieces are unstuffed as they arrive into one growing buffer, copied once
+    at the end (unstuffing the whole buffer at the end cost two more copies of a 25 MB message).
     """
     first = await reader.readexactly(1)
     if first == b".":
@@ -128,7 +136,7 @@ async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> 
         if second == b"\r\n":
             return b""  # an empty message: the terminator right after DATA's own CRLF
         first += second
-    unstuffed = _Unstuffer()
+    unstuffed = Unstuffer()
     unstuffed.feed(first)
     size = len(first)
     too_big = False
@@ -148,7 +156,7 @@ async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> 
         size += len(piece)
         if not too_big and size_limit and size > size_limit:
             too_big = True
-            unstuffed = _Unstuffer()  # drop what was kept; the rest is read only to stay in step
+            unstuffed = Unstuffer()  # drop what was kept; the rest is read only to stay in step
         if not too_big:
             unstuffed.feed(piece)
         if piece:
@@ -158,33 +166,29 @@ async def read_message(reader: asyncio.StreamReader, size_limit: int | None) -> 
     return None if too_big else unstuffed.content()
 
 
-class _Unstuffer:
+class Unstuffer:
     """Removes the dot a sender put before every line starting with one (RFC 5321 4.5.2), piece by piece.
 
     The data is read as if preceded by the CRLF that ended the DATA command, so its first line is no exception.
-    A piece's trailing CR or CRLF waits for the next piece, which may begin with the dot to remove.
+    A CRLF split from its dot by a piece boundary is recognised from the previous piece's last two bytes.
     """
 
     def __init__(self) -> None:
-        self._pieces: list[bytes] = []
-        self._held = b"\r\n"
-        self._lead_left = 2  # the assumed CRLF, not part of the message
+        # One buffer rather than a list of pieces: freed, a large buffer goes back to the system at once, where
+        # thousands of small pieces stay in the heap and keep the process big.
+        self._kept = bytearray()
+        self._tail = b"\r\n"  # the last two bytes received, before unstuffing
 
-    def feed(self, data: bytes) -> None:
-        data = self._held + data
-        held = 2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\r") else 0
-        self._held = data[len(data) - held :]
-        self._keep(data[: len(data) - held].replace(b"\r\n.", b"\r\n"))
+    def feed(self, piece: bytes) -> None:
+        unstuffed = piece.replace(b"\r\n.", b"\r\n")
+        if self._tail == b"\r\n" and piece.startswith(b"."):
+            unstuffed = unstuffed[1:]
+        elif self._tail.endswith(b"\r") and piece.startswith(b"\n."):
+            unstuffed = unstuffed[:1] + unstuffed[2:]
+        self._tail = (self._tail + piece)[-2:] if len(piece) < 2 else piece[-2:]
+        self._kept += unstuffed
 
     def content(self) -> bytes:
-        self._keep(self._held)
-        self._held = b""
-        return b"".join(self._pieces)
-
-    def _keep(self, piece: bytes) -> None:
-        if self._lead_left:
-            dropped = min(self._lead_left, len(piece))
-            piece = piece[dropped:]
-            self._lead_left -= dropped
-        if piece:
-            self._pieces.append(piece)
+        content = bytes(self._kept)
+        self._kept = bytearray()
+        return content

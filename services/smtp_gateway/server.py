@@ -15,6 +15,7 @@ from services.smtp_gateway.handler import GatewayHandler
 from services.smtp_gateway.limits import Anvil, Limits
 from services.smtp_gateway.protocol import GatewaySMTP
 from services.smtp_gateway.store import InboundStore
+from shared import metrics
 from shared.broker import make_broker
 from shared.db import libpq_url
 from shared.settings import Settings
@@ -76,14 +77,17 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
     log.info("gateway.listening", smtp=f"{settings.smtp_host}:{port}")
+    metrics.serve(settings.gateway_metrics_port, settings.metrics_host)
     await stop.wait()
 
     log.info("gateway.draining", sessions=len(sessions))
     server.close()
     handler.draining = True
     deadline = loop.time() + settings.smtp_drain_seconds
-    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll.
-    while handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
+    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll. A closed
+    # session's envelope can linger there until the garbage collector breaks its cycle, so with no session left
+    # there is nothing to wait for.
+    while sessions and handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(sessions):
         session.close_session()

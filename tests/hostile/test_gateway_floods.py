@@ -203,3 +203,36 @@ def test_an_idle_session_is_closed_but_a_slow_message_that_keeps_coming_is_not(
         ordinary_mail_arrives(hostile, tenant, hostile_api, port=gateway.smtp_port)
     finally:
         gateway.stop()
+
+
+def test_an_ipv6_client_is_capped_like_any_other(
+    hostile: Stack, tenant: Tenant, hostile_api: httpx.Client, tmp_path: Path
+) -> None:
+    # Only ::1 exists here, so this shows the cap holds over IPv6; that a whole /64 shares it is in test_limits.
+    gateway = extra_gateway(hostile, tmp_path, smtp_host="::1")
+    port = gateway.smtp_port
+    try:
+        held = [RawSMTP(port, host="::1", source="::1") for _ in range(MAX_SESSIONS_PER_CLIENT)]
+        try:
+            assert all(smtp.greeting[0] == 220 for smtp in held)
+            with RawSMTP(port, host="::1", source="::1") as refused:
+                assert refused.greeting == (
+                    421,
+                    "4.7.0 Too many connections from your address, please try again later",
+                )
+        finally:
+            for smtp in held:
+                smtp.command("QUIT")
+                smtp.close()
+        subject = "Over IPv6"
+        mail = wire_bytes(make_mail(sender=tenant.user_email, to=["kim@client.example"], subject=subject))
+        with RawSMTP(port, host="::1", source="::1") as smtp:
+            start_transaction(smtp, tenant.user_email)
+            assert smtp.command(f"RCPT TO:<{tenant.bcc_address}>")[0] == 250
+            assert send_data(smtp, mail)[0] == 250
+        wait_for(
+            lambda: [m for m in hostile_api.get("/v1/messages").json()["data"] if m["subject"] == subject],
+            what="the IPv6 message in the API",
+        )
+    finally:
+        gateway.stop()

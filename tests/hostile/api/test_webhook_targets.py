@@ -5,11 +5,14 @@ reading no more than the start of a response."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,10 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.webhooks import WebhookSender, make_webhook_sender
 from shared.broker import make_broker
 from shared.db import transaction
-from shared.events import emit
+from shared.events import WebhookSettings, emit
 from shared.models import WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
 from tests.conftest import Infra, new_tenant
+from tests.smtp_gateway.test_starttls import self_signed
 
 
 @dataclass
@@ -190,3 +194,72 @@ def test_subscriptions_to_inward_addresses_are_refused_by_the_api(api: httpx.Cli
     assert api.get("/v1/webhooks").json()["data"] == []
     created = api.post("/v1/webhooks", json={"url": "https://crm.example.com/hook", "events": ["person.created"]})
     assert created.status_code == 201, created.text
+
+
+@dataclass
+class TlsReceiver:
+    port: int
+    server_names: list[str | None]
+    hosts: list[str]
+
+
+@contextmanager
+def _serve_tls(cert_file: Path, key_file: Path) -> Iterator[TlsReceiver]:
+    state = TlsReceiver(port=0, server_names=[], hosts=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            state.hosts.append(self.headers["Host"])
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    context.sni_callback = lambda _sock, name, _ctx: state.server_names.append(name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("certified_name", "outcome"), [("localhost", "succeeded"), ("other.example", "retry")])
+def test_https_to_a_pinned_address_still_presents_and_verifies_the_name(
+    quiet_sessions: sessionmaker[Session], broker: RedisBroker, tmp_path: Path, certified_name: str, outcome: str
+) -> None:
+    cert_file, key_file = self_signed(tmp_path, certified_name)
+    with _serve_tls(cert_file, key_file) as receiver:
+        # The production client, except that it trusts the test's own certificate authority.
+        client = httpx.Client(
+            verify=ssl.create_default_context(cafile=str(cert_file)),
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            timeout=5,
+        )
+        settings = WebhookSettings(allow_private_targets=True, max_attempts=3)
+        sender = WebhookSender(sessions=quiet_sessions, broker=broker, settings=settings, client=client)
+        delivery_id = pending_delivery(quiet_sessions, f"https://localhost:{receiver.port}/hook")
+        assert sender.deliver(delivery_id) == outcome
+        # The connection went to the checked address, but TLS was asked for (and verified against) the name.
+        assert receiver.server_names[:1] == ["localhost"]
+        if outcome == "succeeded":
+            assert receiver.hosts == [f"localhost:{receiver.port}"]
+        else:
+            assert receiver.hosts == []
+            error = delivery(quiet_sessions, delivery_id).last_error
+            assert error is not None
+            assert "CERTIFICATE_VERIFY_FAILED" in error
