@@ -1,7 +1,7 @@
 """CRM: leads, notes, organization relations, activity types, provenance, deal owners, pipeline access
 
 Revision ID: 6787c6e90a2a
-Revises: 1d95b4439780
+Revises: 6b1e0c3d9f27
 Create Date: 2026-12-02 14:45:52.437508
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "6787c6e90a2a"
-down_revision: str | None = "1d95b4439780"
+down_revision: str | None = "6b1e0c3d9f27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
