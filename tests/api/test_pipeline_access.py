@@ -138,6 +138,16 @@ def test_a_private_deal_is_seen_by_its_owner_only(api_stack: Stack, api: httpx.C
         _assert_hides(person_timeline, {deal["id"], note.json()["id"], message}, "the person's timeline")
         assert deal["id"] not in theirs.get("/v1/deals").text
         assert thread not in theirs.get("/v1/threads", params={"q": "Board"}).text
+        # A thread with the other user's own mail stays theirs to read, but does not say which hidden deal it is on.
+        own_thread = mail.thread("Board seat, my notes", deal_id=deal["id"], deal_rule="sub-address")
+        own_message = mail.message(own_thread, subject="My notes", user_id=uuid.UUID(other["id"]))
+        seen = theirs.get(f"/v1/threads/{own_thread}")
+        assert seen.status_code == 200
+        assert (seen.json()["deal_id"], seen.json()["deal_rule"]) == (None, None)
+        assert deal["id"] not in seen.text
+        assert theirs.get(f"/v1/messages/{own_message}").json()["deal_id"] is None
+        assert deal["id"] not in theirs.get(f"/v1/persons/{person['id']}/timeline").text
+        assert mine.get(f"/v1/threads/{own_thread}").json()["deal_id"] == deal["id"]
         # Making it shared shows it.
         assert mine.patch(f"/v1/deals/{deal['id']}", json={"visibility": "shared"}).status_code == 200
         assert theirs.get(f"/v1/deals/{deal['id']}").status_code == 200

@@ -56,7 +56,7 @@ def _out(session: Session, caller: Caller, items: list[Disambiguation]) -> list[
     deals = service.candidate_deals(session, caller, items)
     result = []
     for item in items:
-        [thread] = thread_summaries(session, [get_thread(session, caller, item.thread_id)])
+        [thread] = thread_summaries(session, caller, [get_thread(session, caller, item.thread_id)])
         candidates = []
         for candidate in item.candidates:
             deal = deals.get(str(candidate.get("deal_id")))

@@ -67,6 +67,20 @@ def message_visible(caller: Caller) -> ColumnElement[bool]:
     )
 
 
+def shown_deal_ids(
+    session: Session, caller: Caller, deal_ids: dict[uuid.UUID, uuid.UUID | None]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    """`{key: deal id}` with the deals hidden from the caller replaced by None: a user sees a thread with their own
+    mail in it even when its deal is in a pipeline not theirs (or private to someone else), but not which deal."""
+    if caller.user_id is None:
+        return deal_ids
+    linked = {d for d in deal_ids.values() if d is not None}
+    visible = (
+        set(session.scalars(select(Deal.id).where(Deal.id.in_(linked), deal_visible(caller)))) if linked else set()
+    )
+    return {key: deal_id if deal_id in visible else None for key, deal_id in deal_ids.items()}
+
+
 def messages_of(caller: Caller, owner: Owner, owner_id: uuid.UUID) -> ColumnElement[bool]:
     """A condition on Message: it belongs to this person / organization / deal (and the caller may see it)."""
     account_id = caller.account_id
@@ -316,10 +330,14 @@ def message_links(session: Session, caller: Caller, messages: Sequence[Message])
         .tuples()
         .all()
     )
-    deal_ids = dict(
-        session.execute(select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages})))
-        .tuples()
-        .all()
+    deal_ids = shown_deal_ids(
+        session,
+        caller,
+        dict(
+            session.execute(select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages})))
+            .tuples()
+            .all()
+        ),
     )
     received: dict[uuid.UUID, datetime] = {}
     for row in session.execute(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.api.access import deal_id_visible, deal_visible
 from services.api.deps import Caller
-from services.api.mailbox.service import Owner, messages_of, require_owner
+from services.api.mailbox.service import Owner, messages_of, require_owner, shown_deal_ids
 from services.api.pagination import page_rows, paginate
 from shared.models import Activity, Attachment, Deal, DealEvent, Lead, Message, Note, Person, Thread
 
@@ -123,12 +123,16 @@ def timeline(
         .tuples()
         .all()
     )
-    deal_ids = dict(
-        session.execute(
-            select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages.values()}))
-        )
-        .tuples()
-        .all()
+    deal_ids = shown_deal_ids(
+        session,
+        caller,
+        dict(
+            session.execute(
+                select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages.values()}))
+            )
+            .tuples()
+            .all()
+        ),
     )
     activities = {a.id: a for a in session.scalars(select(Activity).where(Activity.id.in_(ids["activity"])))}
     notes = {n.id: n for n in session.scalars(select(Note).where(Note.id.in_(ids["note"])))}
