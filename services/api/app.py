@@ -11,10 +11,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from services.api.account.routes import router as account_router
+from services.api.calendar.routes import router as calendar_router
 from services.api.chooser.routes import router as chooser_router
 from services.api.crm.routes import router as crm_router
 from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
+from services.api.leads.routes import router as leads_router
 from services.api.limits import RateLimiter, RequestLimits
 from services.api.mailbox.routes import router as mailbox_router
 from services.api.metrics.routes import router as metrics_router
@@ -57,6 +59,8 @@ ROUTERS = (
     chooser_router,
     held_router,
     crm_router,
+    leads_router,
+    calendar_router,
     webhooks_router,
     metrics_router,
 )

@@ -26,7 +26,14 @@ from services.matcher.mail.analysis import AnalysedMail, Analysis
 from services.matcher.mail.budget import InProcessAnalyser, MessageAnalyser
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
-from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
+from services.matcher.placement.deals import (
+    DealDecision,
+    DealOutcome,
+    deal_from_subaddress,
+    decide_deal,
+    lead_from_subaddress,
+    link_lead,
+)
 from services.matcher.placement.organizations import link_organizations
 from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
@@ -373,13 +380,15 @@ class Matcher:
             )
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
+        routed_lead_id = lead_from_subaddress(inbound.envelope_to)
+        lead_deal_id = None if routed_lead_id is None else link_lead(session, account_id, thread_id, routed_lead_id)
         decision = decide_deal(
             session,
             account_id,
             thread_id,
             message_id=message.id,
             user_id=inbound.user_id,
-            routed_deal_id=deal_from_subaddress(inbound.envelope_to),
+            routed_deal_id=deal_from_subaddress(inbound.envelope_to) or lead_deal_id,
         )
         _announce(session, account_id, message, created, decision)
         return message, Outcome.stored

@@ -56,10 +56,12 @@ def _out(session: Session, caller: Caller, items: list[Disambiguation]) -> list[
     deals = service.candidate_deals(session, caller, items)
     result = []
     for item in items:
-        [thread] = thread_summaries(session, [get_thread(session, caller, item.thread_id)])
+        [thread] = thread_summaries(session, caller, [get_thread(session, caller, item.thread_id)])
         candidates = []
         for candidate in item.candidates:
             deal = deals.get(str(candidate.get("deal_id")))
+            if deal is None and caller.user_id is not None:
+                continue  # a deal hidden from the user (another pipeline, someone's private deal) is no choice
             candidates.append(
                 Candidate(
                     deal_id=str(candidate.get("deal_id")),

@@ -17,6 +17,7 @@ from services.api.crm.schemas import OrganizationIn, OrganizationPatch
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
+from services.api.provenance import stamp_created, stamp_updated
 from shared.models import Organization, OrganizationDomain
 
 
@@ -71,6 +72,7 @@ def domains_of(session: Session, organizations: Sequence[Organization]) -> dict[
 
 def create_organization(session: Session, caller: Caller, body: OrganizationIn) -> Organization:
     organization = Organization(account_id=caller.account_id, name=body.name, created_from="api")
+    stamp_created(session, caller, organization)
     session.add(organization)
     session.flush()
     _add_domains(session, caller, organization, body.domains)
@@ -97,6 +99,7 @@ def update_organization(
         )
         current = set(domains_of(session, [organization])[organization.id])
         _add_domains(session, caller, organization, [d for d in wanted if d not in current])
+    stamp_updated(session, caller, organization)
     return organization
 
 
@@ -105,6 +108,7 @@ def delete_organization(session: Session, caller: Caller, organization_id: uuid.
     organization = get_organization(session, caller, organization_id, for_update=True)
     if organization.deleted_at is None:
         organization.deleted_at = datetime.now(UTC)
+        stamp_updated(session, caller, organization)
 
 
 def _add_domains(session: Session, caller: Caller, organization: Organization, domains: list[str]) -> None:

@@ -18,7 +18,7 @@ from services.api.mailbox.schemas import (
     SenderAuthenticationOut,
     ThreadSummary,
 )
-from services.api.mailbox.service import MessageLinks, message_links, thread_stats
+from services.api.mailbox.service import MessageLinks, message_links, shown_deal_ids, thread_stats
 from shared.models import Attachment, Message, Thread
 
 
@@ -120,14 +120,15 @@ def _address(value: dict[str, object]) -> EmailAddress:
     return EmailAddress(name=None if name is None else str(name), address=str(value.get("address", "")))
 
 
-def thread_summaries(session: Session, threads: Sequence[Thread]) -> list[ThreadSummary]:
+def thread_summaries(session: Session, caller: Caller, threads: Sequence[Thread]) -> list[ThreadSummary]:
     stats = thread_stats(session, threads)
+    deal_ids = shown_deal_ids(session, caller, {t.id: t.deal_id for t in threads})
     return [
         ThreadSummary(
             id=str(t.id),
             subject=t.subject,
-            deal_id=sid(t.deal_id),
-            deal_rule=t.deal_rule,
+            deal_id=sid(deal_ids[t.id]),
+            deal_rule=t.deal_rule if deal_ids[t.id] == t.deal_id else None,
             visibility=t.visibility,  # type: ignore[arg-type]  # only the API writes it, from the same literal
             message_count=stats[t.id].message_count,
             person_ids=stats[t.id].person_ids,

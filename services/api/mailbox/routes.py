@@ -52,7 +52,7 @@ def list_threads(
         q=q,
     )
     rows, next_cursor = service.list_threads(session, caller, filters, cursor, limit)
-    return Page[ThreadSummary](data=thread_summaries(session, rows), next_cursor=next_cursor)
+    return Page[ThreadSummary](data=thread_summaries(session, caller, rows), next_cursor=next_cursor)
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadOut, response_model_by_alias=True)
@@ -62,7 +62,7 @@ def get_thread(
     """A thread with all its messages, oldest first."""
     thread = service.get_thread(session, caller, parse_id(thread_id, "Thread"))
     messages = service.thread_messages(session, caller, thread.id)
-    [summary] = thread_summaries(session, [thread])
+    [summary] = thread_summaries(session, caller, [thread])
     return ThreadOut(
         **summary.model_dump(),
         messages=messages_out(session, caller, messages, allow_remote=remote_content),
@@ -80,7 +80,7 @@ def update_thread(thread_id: str, body: ThreadPatch, caller: CurrentCaller, sess
         thread = link_thread(session, caller, thread_uuid, deal_id)
     if body.visibility is not None:
         service.set_visibility(thread, body.visibility)
-    return thread_summaries(session, [thread])[0]
+    return thread_summaries(session, caller, [thread])[0]
 
 
 @router.get("/messages", response_model=Page[MessageOut], response_model_by_alias=True)

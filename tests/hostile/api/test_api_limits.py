@@ -39,7 +39,7 @@ def raw_exchange(stack: Stack, request: bytes) -> tuple[int, dict[str, str], byt
 
 
 def still_works(api: httpx.Client) -> None:
-    response = api.post("/v1/persons", json={"name": "Ordinary"})
+    response = api.post("/v1/persons", json={"name": "Ordinary", "phone": "+1 555 0100"})
     assert response.status_code == 201, response.text
     assert api.get(f"/v1/persons/{response.json()['id']}").status_code == 200
 
