@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     # A claimed delivery whose worker died becomes due again after this long.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # Matcher batching. A worker thread claims up to this many received messages at once and places them in one
+    # transaction (one commit, one lock round trip); a message that fails is retried alone.
+    matcher_batch_size: int = Field(default=16, ge=1, le=500)
+    # A claim's lease beyond the actor's time limit: only a dead worker's claim runs out, then the row is due again.
+    matcher_lease_margin_seconds: float = Field(default=30.0, ge=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
