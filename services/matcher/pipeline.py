@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import Text, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
@@ -30,13 +31,14 @@ from services.matcher.mail.decision import Decision, DecisionKind, decide
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, domain_of, load_account
 from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
-from services.matcher.placement.organizations import link_organizations
+from services.matcher.placement.organizations import link_organizations, unowned_domains
 from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
     RULE_PARTICIPANT_OF_FORWARDED_MAIL,
     RULE_RECIPIENT_OF_SENT_MAIL,
     create_missing,
     plan_people,
+    prefetch_people,
 )
 from services.matcher.placement.threads import (
     assign_thread,
@@ -84,6 +86,9 @@ _CLAIM = text(
     " UPDATE inbound_messages AS m SET attempts = m.attempts + 1,"
     " claimed_until = now() + make_interval(secs => :lease)"
     " FROM due WHERE m.id = due.id RETURNING m.id, m.attempts, m.raw"
+)
+_END_CLAIMS = text(
+    "UPDATE inbound_messages SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received'"
 )
 _STATE = text("SELECT status, claimed_until > now() AS claimed FROM inbound_messages WHERE id = :id")
 _RECORD_FAILURE = text(
@@ -201,6 +206,7 @@ class Matcher:
                 result.errors[failed_id] = error
             return result
         # What failed in a batch is tried again alone, so one bad message costs the others nothing.
+        self._end_claims(list(failed))
         for failed_id in failed:
             alone = self.run(failed_id, limit=1)
             result.outcomes.update(alone.outcomes)
@@ -226,6 +232,11 @@ class Matcher:
                 },
             ).all()
         return [Claimed(row.id, row.attempts, row.raw) for row in rows]
+
+    def _end_claims(self, inbound_ids: list[uuid.UUID]) -> None:
+        if inbound_ids:
+            with transaction(self.sessions) as session:
+                session.execute(_END_CLAIMS, {"ids": inbound_ids})
 
     def _not_claimed(self, inbound_id: uuid.UUID) -> Outcome:
         with self.sessions() as session:
@@ -283,16 +294,7 @@ class Matcher:
                 user.id: user
                 for user in session.scalars(select(User).where(User.id.in_({i.user_id for i in inbounds}))).all()
             }
-            # Every name any message of the batch may lock, in one sorted round trip: workers that take their
-            # locks all at once, in one global order, cannot deadlock on them.
-            lock_all(
-                session,
-                (
-                    (inbound.account_id, name)
-                    for inbound in inbounds
-                    for name in _names_to_lock(contexts[inbound.account_id], analyses[inbound.id])
-                ),
-            )
+            _lock_batch(session, [(contexts[inbound.account_id], analyses[inbound.id]) for inbound in inbounds])
             for inbound in inbounds:
                 context = contexts[inbound.account_id]
                 with structlog.contextvars.bound_contextvars(inbound_id=str(inbound.id)):
@@ -565,18 +567,40 @@ def _check_people_cap(session: Session, context: AccountContext, mails: Sequence
         raise Hold(f"the message would create {missing} people; the account allows at most {cap} per message")
 
 
-def _names_to_lock(context: AccountContext, analysis: Analysis) -> Iterable[str]:
-    """Every advisory lock name placing this message may take: its ids and subject names (and its originals'),
-    and the addresses and domains whose person or organization it may create."""
-    mails = [analysis.message, *(original.analysed for original in analysis.originals)]
-    for analysed in mails:
-        parsed = analysed.mail
-        yield from (f"thread-key:{key}" for key in {parsed.message_id, *analysed.thread_references, *parsed.references})
-        participants = _participants(parsed, context)
-        yield from subject_lock_names(parsed.subject, participants)
-        for address in participants:
-            yield f"person-address:{address}"
-            yield f"organization-domain:{domain_of(address)}"
+def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) -> None:
+    """Every name any message of the batch may lock, in one sorted round trip: workers that take their locks all at
+    once, in one global order, cannot deadlock on them. The persons and organizations of all its addresses are
+    looked up first (one query each per account), so that only addresses and domains that may get a new person or
+    organization are locked: mail to a known customer must not serialize every batch that mentions them."""
+    participants: dict[uuid.UUID, set[str]] = {}
+    for context, analysis in batch:
+        for analysed in _mails_of(analysis):
+            participants.setdefault(context.account_id, set()).update(_participants(analysed.mail, context))
+    new_people = prefetch_people(session, participants)
+    contexts = {context.account_id: context for context, _ in batch}
+    new_domains = {
+        account_id: unowned_domains(session, contexts[account_id], addresses)
+        for account_id, addresses in participants.items()
+    }
+    names: list[tuple[uuid.UUID, str]] = []
+    for context, analysis in batch:
+        account_id = context.account_id
+        for analysed in _mails_of(analysis):
+            parsed = analysed.mail
+            ids = {parsed.message_id, *analysed.thread_references, *parsed.references}
+            names.extend((account_id, f"thread-key:{key}") for key in ids)
+            mail_participants = _participants(parsed, context)
+            names.extend((account_id, name) for name in subject_lock_names(parsed.subject, mail_participants))
+            for address in mail_participants:
+                if address in new_people[account_id]:
+                    names.append((account_id, f"person-address:{address}"))
+                if domain_of(address) in new_domains[account_id]:
+                    names.append((account_id, f"organization-domain:{domain_of(address)}"))
+    lock_all(session, names)
+
+
+def _mails_of(analysis: Analysis) -> list[AnalysedMail]:
+    return [analysis.message, *(original.analysed for original in analysis.originals)]
 
 
 def _announce(
@@ -683,15 +707,12 @@ def _release_waiting(
 ) -> list[uuid.UUID]:
     """Held contact mail that this message's thread (by id, or by subject for reference-less mail) now gives a
     place: send it back to the matcher."""
-    keys = list(
-        session.scalars(
-            select(ThreadKey.message_id_header).where(
-                ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
-            )
-        ).all()
-    )
     parsed = analysed.mail
-    keys.extend(subject_lock_names(parsed.subject, _participants(parsed, context)))
+    thread_keys = select(func.array_agg(ThreadKey.message_id_header)).where(
+        ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
+    )
+    subject_names = subject_lock_names(parsed.subject, _participants(parsed, context))
+    keys = thread_keys.scalar_subquery().op("||")(cast(subject_names, ARRAY(Text)))
     released = session.scalars(
         update(InboundMessage)
         .where(
@@ -708,6 +729,7 @@ def _release_waiting(
             claimed_until=None,
         )
         .returning(InboundMessage.id)
+        .execution_options(synchronize_session=False)
     ).all()
     return list(released)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -67,6 +68,15 @@ def link_organizations(
             .values(organization_id=organization_id, organization_rule=RULE_OWNS_EMAIL_DOMAIN)
         )
     return involved
+
+
+def unowned_domains(session: Session, context: AccountContext, addresses: Iterable[str]) -> set[str]:
+    """The domains of these addresses that could get an organization and have none yet (what a batch may lock)."""
+    domains = {domain_of(a) for a in addresses}
+    candidates = {d for d in domains if d not in free_mail_domains() and d not in context.internal_domains}
+    if not candidates or not context.settings.create_organizations:
+        return set()
+    return candidates - set(_owners(session, context.account_id, candidates))
 
 
 def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
