@@ -172,7 +172,7 @@ class Matcher:
 
     def process_due(self, inbound_id: uuid.UUID) -> Outcome:
         """The actor's work: this message and up to `batch_size - 1` others that are due, in one transaction."""
-        result = self.run(inbound_id, limit=self.batch_size)
+        result = self.run(inbound_id, limit=self.batch_size, explain_unclaimed=False)
         for other, outcome in result.outcomes.items():
             if other != inbound_id and outcome is Outcome.retry:
                 self._enqueue_safely(other)  # its own queue message may be long gone ("busy" while we held it)
@@ -184,11 +184,13 @@ class Matcher:
             raise result.errors[inbound_id]
         return outcome
 
-    def run(self, inbound_id: uuid.UUID, *, limit: int) -> BatchResult:
+    def run(self, inbound_id: uuid.UUID, *, limit: int, explain_unclaimed: bool = True) -> BatchResult:
+        """`explain_unclaimed`: find out why the requested message was not claimed (done, busy or missing); the
+        actor does not need to know, and most of its queue messages find their row already done by a batch."""
         claimed = self._claim(inbound_id, limit)
         result = BatchResult()
         if not any(claim.inbound_id == inbound_id for claim in claimed):
-            result.outcomes[inbound_id] = self._not_claimed(inbound_id)
+            result.outcomes[inbound_id] = self._not_claimed(inbound_id) if explain_unclaimed else Outcome.busy
         if not claimed:
             return result
         released: list[uuid.UUID] = []
@@ -464,11 +466,12 @@ class Matcher:
         lock_names(
             session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *analysed.thread_references})
         )
-        existing = session.scalars(
-            select(Message).where(Message.account_id == account_id, Message.message_id_header == parsed.message_id)
-        ).one_or_none()
+        existing = _stored_message(session, account_id, parsed.message_id)
         if existing is not None:
             return existing, Outcome.duplicate
+        # From here on a second copy in the same batch must look (even if this savepoint rolls back: then it
+        # simply finds nothing).
+        session.info.get(_CHECKED_IDS, {}).pop((account_id, parsed.message_id), None)
 
         roles = _external_roles(parsed, context)
         people = plan_people(session, context, [address for _, address in roles])
@@ -597,6 +600,40 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
                 if domain_of(address) in new_domains[account_id]:
                     names.append((account_id, f"organization-domain:{domain_of(address)}"))
     lock_all(session, names)
+    # Under the locks of their ids: which of the batch's messages may be stored already (one query per account).
+    for account_id, headers in _message_ids_by_account(batch).items():
+        _note_stored_ids(session, account_id, headers)
+
+
+_CHECKED_IDS = "mailroom.checked_message_ids"  # (account, Message-ID) → may it be stored already?
+
+
+def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dict[uuid.UUID, set[str]]:
+    headers: dict[uuid.UUID, set[str]] = {}
+    for context, analysis in batch:
+        headers.setdefault(context.account_id, set()).update(a.mail.message_id for a in _mails_of(analysis))
+    return headers
+
+
+def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str]) -> None:
+    stored = set(
+        session.scalars(
+            select(Message.message_id_header).where(
+                Message.account_id == account_id, Message.message_id_header.in_(headers)
+            )
+        ).all()
+    )
+    checked: dict[tuple[uuid.UUID, str], bool] = session.info.setdefault(_CHECKED_IDS, {})
+    checked.update(((account_id, header), header in stored) for header in headers)
+
+
+def _stored_message(session: Session, account_id: uuid.UUID, header: str) -> Message | None:
+    checked: dict[tuple[uuid.UUID, str], bool] = session.info.get(_CHECKED_IDS, {})
+    if checked.get((account_id, header), True) is False:
+        return None  # looked up for the whole batch under its locks, and no message of the batch stored it since
+    return session.scalars(
+        select(Message).where(Message.account_id == account_id, Message.message_id_header == header)
+    ).one_or_none()
 
 
 def _mails_of(analysis: Analysis) -> list[AnalysedMail]:

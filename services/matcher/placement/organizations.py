@@ -15,6 +15,9 @@ from shared.models import Organization, OrganizationDomain, Person
 
 RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
 RULE_WORK_DOMAIN = "work-domain-of-participant"
+# Owners of domains a batch looked up once, (account, domain) → organization; only organizations that existed
+# before the transaction, so a savepoint that rolls back a new one cannot leave a stale entry behind.
+_OWNERS = "mailroom.domain_owners"
 
 
 def organization_name(domain: str) -> str:
@@ -37,7 +40,7 @@ def link_organizations(
     missing = sorted(candidates - set(owners))
     if missing and context.settings.create_organizations:
         lock_names(session, context.account_id, (f"organization-domain:{d}" for d in missing))
-        owners.update(_owners(session, context.account_id, set(missing)))
+        owners.update(_query_owners(session, context.account_id, set(missing)))
         for domain in missing:
             if domain in owners:
                 continue
@@ -74,12 +77,27 @@ def unowned_domains(session: Session, context: AccountContext, addresses: Iterab
     """The domains of these addresses that could get an organization and have none yet (what a batch may lock)."""
     domains = {domain_of(a) for a in addresses}
     candidates = {d for d in domains if d not in free_mail_domains() and d not in context.internal_domains}
-    if not candidates or not context.settings.create_organizations:
+    if not candidates:
         return set()
-    return candidates - set(_owners(session, context.account_id, candidates))
+    owners = _owners(session, context.account_id, candidates)
+    # Remembered for this transaction: the messages of the batch find their organizations without a query.
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID] = session.info.setdefault(_OWNERS, {})
+    cache.update(((context.account_id, domain), owner) for domain, owner in owners.items())
+    if not context.settings.create_organizations:
+        return set()
+    return candidates - set(owners)
 
 
 def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID] = session.info.get(_OWNERS, {})
+    owners = {domain: cache[(account_id, domain)] for domain in domains if (account_id, domain) in cache}
+    ask = domains - set(owners)
+    if ask:
+        owners.update(_query_owners(session, account_id, ask))
+    return owners
+
+
+def _query_owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
     rows = session.execute(
         select(OrganizationDomain.domain, OrganizationDomain.organization_id)
         .join(Organization, Organization.id == OrganizationDomain.organization_id)
