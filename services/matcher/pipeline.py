@@ -4,8 +4,9 @@
     lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
     thread → store → people → organizations → deal → mark it processed or held → commit
 
-Claiming counts an attempt and takes a lease in its own committed transaction, before any work, so a message
-that kills its worker still counts: past the lease it is due again, alone, and after `max_attempts` the sweep
+Claiming counts an attempt in its own committed transaction, before any work, so a message that kills its worker
+still counts; the worker then holds the rows locked while it works, so once its connection is gone (and a short
+claim window has passed) the message is due again, alone, and after `max_attempts` the sweep
 marks it failed with the reason. Each message is placed inside a savepoint: one that fails is rolled back alone,
 the rest of the batch commits, and the failed one is tried again by itself. Every row a message produces commits
 with its status, so a crash anywhere leaves it `received` for a retry, and a second run finds it done and changes
@@ -47,7 +48,14 @@ from services.matcher.placement.threads import (
 )
 from shared.blobstore import BlobStore
 from shared.db import transaction
-from shared.events import Event, emit
+from shared.events import (
+    DisambiguationCreated,
+    MessageHeld,
+    MessageStored,
+    PersonCreated,
+    ThreadLinked,
+    emit,
+)
 from shared.locks import lock_all, lock_names
 from shared.models import (
     Attachment,
@@ -160,8 +168,9 @@ class Matcher:
     enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
     batch_size: int = 1
     max_attempts: int = 5
-    # How long a claim lasts: longer than a batch may run (the actor's time limit), so only a dead worker's expires.
-    lease_seconds: float = 300.0
+    # A claimed row is the claimer's for this long even before it locks it; after that only its row lock (held
+    # while it works) keeps others off, so a dead worker's messages are due again within seconds.
+    lease_seconds: float = 10.0
     # The one place analyses come from: a batch of raw messages in, one Analysis each out.
     analyse_all: Callable[[Sequence[bytes]], list[Analysis]] = field(default=analyse_in_process)
 
@@ -273,22 +282,28 @@ class Matcher:
     def _place_batch(
         self, claimed: list[Claimed], result: BatchResult, released: list[uuid.UUID]
     ) -> dict[uuid.UUID, Exception]:
-        """Place what was claimed in one transaction; returns the messages that failed (rolled back alone)."""
-        analyses = dict(
-            zip(
-                (claim.inbound_id for claim in claimed),
-                self.analyse_all([claim.raw for claim in claimed]),
-                strict=True,
-            )
-        )
+        """Place what was claimed in one transaction; returns the messages that failed (rolled back alone).
+
+        The rows are locked first, analysed while locked: a claimed row that nobody holds locked is one whose
+        worker is gone, and the next claim (or sweep) may take it once the short claim window is over."""
         failed: dict[uuid.UUID, Exception] = {}
         with transaction(self.sessions) as session:
             inbounds = session.scalars(
                 select(InboundMessage)
-                .where(InboundMessage.id.in_(analyses), InboundMessage.status == InboundStatus.received.value)
+                .where(
+                    InboundMessage.id.in_([claim.inbound_id for claim in claimed]),
+                    InboundMessage.status == InboundStatus.received.value,
+                )
                 .order_by(InboundMessage.received_at, InboundMessage.id)
                 .with_for_update()
             ).all()
+            analyses = dict(
+                zip(
+                    (claim.inbound_id for claim in claimed),
+                    self.analyse_all([claim.raw for claim in claimed]),
+                    strict=True,
+                )
+            )
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
@@ -339,8 +354,7 @@ class Matcher:
             emit(
                 session,
                 inbound.account_id,
-                Event.message_held,
-                {"inbound_id": inbound.id, "user_id": inbound.user_id, "reason": str(hold)},
+                MessageHeld(inbound_id=inbound.id, user_id=inbound.user_id, reason=str(hold)),
             )
             inbound.processed_at = datetime.now(UTC)
             log.info("matcher.held", reason=str(hold))
@@ -557,7 +571,7 @@ class Matcher:
             user_id=inbound.user_id,
             routed_deal_id=deal_from_subaddress(inbound.envelope_to),
         )
-        _announce(session, account_id, message, created, decision)
+        _announce(session, account_id, message, created, _CREATING_RULES.get(classified.kind), decision)
         return message, Outcome.stored
 
 
@@ -645,6 +659,7 @@ def _announce(
     account_id: uuid.UUID,
     message: Message,
     created: dict[str, uuid.UUID],
+    rule: str | None,
     decision: DealDecision,
 ) -> None:
     """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""
@@ -652,28 +667,36 @@ def _announce(
         emit(
             session,
             account_id,
-            Event.person_created,
-            {"person_id": person_id, "address": address, "created_by_message_id": message.id},
+            PersonCreated(
+                person_id=person_id,
+                addresses=[address],
+                created_from="email",
+                created_by_rule=rule,
+                created_by_message_id=message.id,
+            ),
         )
     emit(
         session,
         account_id,
-        Event.message_stored,
-        {"message_id": message.id, "thread_id": message.thread_id, "kind": message.kind, "deal_id": decision.deal_id},
+        MessageStored(message_id=message.id, thread_id=message.thread_id, kind=message.kind, deal_id=decision.deal_id),
     )
     if decision.outcome is DealOutcome.linked:
         emit(
             session,
             account_id,
-            Event.thread_linked,
-            {"thread_id": message.thread_id, "deal_id": decision.deal_id, "linked_by_message_id": message.id},
+            ThreadLinked(
+                thread_id=message.thread_id,
+                deal_id=decision.deal_id,
+                previous_deal_id=decision.previous_deal_id,
+                deal_rule=decision.rule,
+                linked_by_message_id=message.id,
+            ),
         )
-    if decision.outcome is DealOutcome.ask_user and decision.asked_anew:
+    if decision.outcome is DealOutcome.ask_user and decision.asked_anew and decision.disambiguation_id is not None:
         emit(
             session,
             account_id,
-            Event.disambiguation_created,
-            {"disambiguation_id": decision.disambiguation_id, "thread_id": message.thread_id},
+            DisambiguationCreated(disambiguation_id=decision.disambiguation_id, thread_id=message.thread_id),
         )
 
 

@@ -17,6 +17,7 @@ from shared.db import transaction
 log = structlog.get_logger(__name__)
 
 _SWEEP_LOCK = 7202611241
+# Not claimed in the last moments, and not locked by a worker processing it (SKIP LOCKED): nobody is on it.
 _UNCLAIMED = "(claimed_until IS NULL OR claimed_until < now())"
 # Attempts are counted when a worker claims a row, and a failure that raises is recorded (ending `failed` on the
 # last attempt). A row still `received`, out of attempts and no longer claimed was therefore never finished: its
@@ -25,12 +26,14 @@ _GIVE_UP = text(
     "UPDATE inbound_messages SET status = 'failed', claimed_until = NULL,"
     " last_error = 'the worker died ' || attempts || ' times processing it (killed, out of memory, crashed or"
     " past its time limit)'"
-    f" WHERE status = 'received' AND attempts >= :max_attempts AND {_UNCLAIMED} RETURNING id, attempts"
+    " WHERE id IN (SELECT id FROM inbound_messages"
+    f" WHERE status = 'received' AND attempts >= :max_attempts AND {_UNCLAIMED} FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, attempts"
 )
 _WAITING = text(
     "SELECT id FROM inbound_messages WHERE status = 'received'"
     f" AND received_at < now() - make_interval(secs => :grace) AND {_UNCLAIMED}"
-    " ORDER BY received_at LIMIT :limit"
+    " ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 
 

@@ -62,7 +62,7 @@ def run_one(settings: Settings) -> None:
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
         batch_size=settings.matcher_batch_size,
         max_attempts=settings.process_max_attempts,
-        lease_seconds=settings.process_time_limit_seconds + settings.matcher_lease_margin_seconds,
+        lease_seconds=settings.matcher_claim_seconds,
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)

@@ -78,9 +78,9 @@ def test_a_message_that_kills_its_worker_ends_failed_and_its_batch_is_placed(
         queue_namespace=f"{infra.namespace}-poison",
         worker_threads="1",  # one consumer: the first claim takes the whole backlog as one batch
         process_max_attempts=str(MAX_ATTEMPTS),
-        # The lease (time limit + margin) is what the test waits out after each death.
-        process_time_limit_seconds="8",
-        matcher_lease_margin_seconds="0",
+        # No time limit may interrupt the waiting worker before the test kills it.
+        process_time_limit_seconds="60",
+        matcher_claim_seconds="2",
         matcher_batch_size="16",
         sweep_grace_seconds="0",
     )
