@@ -35,7 +35,7 @@ def handle_inbound_received(matcher: Matcher, inbound_id: str) -> None:
     """Process this message and up to a batch of others that are due. Every attempt is counted on its row when it
     is claimed; a failure raises (for dramatiq's retry with backoff) until the last attempt, which ends `failed`.
 
-    A time limit or a dead worker leaves the claim to run out: the row is then due again, alone, and the sweep
-    brings it back (or marks it failed once it is out of attempts)."""
+    After a time limit or a dead worker the row is unlocked and, once its short claim window is over, due again,
+    alone: the sweep brings it back, or marks it failed once it is out of attempts."""
     with structlog.contextvars.bound_contextvars(inbound_id=inbound_id):
         matcher.process_due(uuid.UUID(inbound_id))

@@ -81,7 +81,8 @@ _CREATING_RULES = {
 
 # Claim the requested row and, unless it is being retried (a retry runs alone, so that a message that keeps
 # killing its batch is isolated), up to `limit - 1` other due rows that were never tried. The attempt is counted
-# and the lease taken in the same statement, committed before any work.
+# and the claim taken in the same statement, committed before any work. Rows another worker holds locked are
+# skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what it claimed.
 _CLAIM = text(
     "WITH due AS ("
     " SELECT id FROM inbound_messages"

@@ -15,8 +15,9 @@ from shared.models import Organization, OrganizationDomain, Person
 
 RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
 RULE_WORK_DOMAIN = "work-domain-of-participant"
-# Owners of domains a batch looked up once, (account, domain) → organization; only organizations that existed
-# before the transaction, so a savepoint that rolls back a new one cannot leave a stale entry behind.
+# Owners of domains a batch looked up once, (account, domain) → organization or None; only organizations that
+# existed before the transaction, so a savepoint that rolls back a new one cannot leave a stale entry behind (a
+# domain that gets one within the batch is found again by the locked re-read that creating one does).
 _OWNERS = "mailroom.domain_owners"
 
 
@@ -81,17 +82,22 @@ def unowned_domains(session: Session, context: AccountContext, addresses: Iterab
         return set()
     owners = _owners(session, context.account_id, candidates)
     # Remembered for this transaction: the messages of the batch find their organizations without a query.
-    cache: dict[tuple[uuid.UUID, str], uuid.UUID] = session.info.setdefault(_OWNERS, {})
-    cache.update(((context.account_id, domain), owner) for domain, owner in owners.items())
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID | None] = session.info.setdefault(_OWNERS, {})
+    cache.update(((context.account_id, domain), owners.get(domain)) for domain in candidates)
     if not context.settings.create_organizations:
         return set()
     return candidates - set(owners)
 
 
 def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
-    cache: dict[tuple[uuid.UUID, str], uuid.UUID] = session.info.get(_OWNERS, {})
-    owners = {domain: cache[(account_id, domain)] for domain in domains if (account_id, domain) in cache}
-    ask = domains - set(owners)
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID | None] = session.info.get(_OWNERS, {})
+    owners: dict[str, uuid.UUID] = {}
+    ask: set[str] = set()
+    for domain in domains:
+        if (account_id, domain) not in cache:
+            ask.add(domain)
+        elif (owner := cache[(account_id, domain)]) is not None:
+            owners[domain] = owner
     if ask:
         owners.update(_query_owners(session, account_id, ask))
     return owners
