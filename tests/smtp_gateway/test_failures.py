@@ -38,7 +38,8 @@ def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
     [row] = inbound_rows(sessions, tenant)
     assert row.status == "received"  # committed, but no queue message reached Redis
 
-    # A worker on a live Redis (its own namespace, so only its start-up sweep can have enqueued it).
+    # A worker on a live Redis, in its own namespace: its start-up sweep enqueues the message. (Another worker on
+    # the same database may take it first, with a batch it claims: a claim takes other due messages along.)
     worker = Stack(env=stack_env(infra, tmp_path, queue_namespace=f"{infra.namespace}-sweep"), log_dir=tmp_path)
     worker.start("worker")
     try:
@@ -47,7 +48,6 @@ def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
         )
     finally:
         worker.stop()
-    assert "sweep.enqueued" in "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
 
 
 def _set_read_only(admin_url: str, database: str, read_only: bool) -> None:
