@@ -9,8 +9,12 @@ import io
 import os
 import pstats
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,18 @@ class Row:
     visibility: VisibilityResult | None = None
     statuses: dict[str, int] | None = None  # Mailroom's inbound rows of this account so far, by status
     not_placed: str | None = None  # why one of them was held or failed
+    matcher_idle: float = 0.0  # CPU seconds the idle worker processes would have spent over the same time
+
+    @property
+    def end_to_end_rate(self) -> float | None:
+        """Messages per second from the first MAIL to the last message visible in the API, if all became visible."""
+        visibility = self.visibility
+        if visibility is None or visibility.last_seen is None or visibility.invisible or visibility.missed_by_poller:
+            return None
+        return self.push.accepted / max(visibility.last_seen - self.push.started, 1e-9)
+
+
+IDLE_SAMPLE_SECONDS = 2.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,7 +84,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run only Mailroom's gateway (no worker, no API): accept rates without the matcher competing for CPU",
     )
+    parser.add_argument(
+        "--rate",
+        metavar="MSG_PER_S|half",
+        help="also push Mailroom at a steady rate and report 250→API latency; `half` is half of the end-to-end"
+        " rate the burst reached in this run",
+    )
     parser.add_argument("--profile-gateway", type=Path, metavar="FILE", help="run the gateway under cProfile")
+    parser.add_argument(
+        "--profile-matcher",
+        type=Path,
+        metavar="FILE",
+        help="sample the worker processes with py-spy during the burst (collapsed stacks) and summarize them",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the service logs and data directory")
     args = parser.parse_args(argv)
     args.sizes = [args.size] if args.size else [int(size) for size in args.sizes.split(",")]
@@ -90,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     if args.profile_gateway is not None:
         print(profile_summary(args.profile_gateway))
+    if args.profile_matcher is not None and args.profile_matcher.exists():
+        print(matcher_profile_summary(args.profile_matcher))
     return 0
 
 
@@ -105,13 +135,19 @@ def _run(args: argparse.Namespace, work_dir: Path, runner: asyncio.Runner) -> No
         for size in args.sizes:
             factory = MessageFactory(size, f"{run_id}-{size}", room.user_email)
             rows = [runner.run(_measure_smtp(target, factory, args)) for target in references]
+            burst: Row | None = None
             if args.accept_only:
                 rows.append(runner.run(_measure_smtp(room.smtp, factory, args)))
             else:
-                rows.append(runner.run(_measure_mailroom(room, factory, args)))
+                burst = runner.run(_measure_mailroom(room, factory, args))
+                rows.append(burst)
             if postfix is not None:
                 rows.append(runner.run(_measure_smtp(postfix, factory, args)))
                 wait_for_postfix_queue()
+            rate = _paced_rate(args.rate, burst)
+            if rate is not None:
+                numbers = range(args.warmup + args.messages, args.warmup + 2 * args.messages)
+                rows.append(runner.run(_measure_mailroom(room, factory, args, numbers=numbers, rate=rate)))
             print(render_table(factory, args, rows), flush=True)
 
 
@@ -139,32 +175,80 @@ async def _measure_smtp(target: SmtpTarget, factory: MessageFactory, args: argpa
     return Row(target.name, result, cpu_times(target.pids, target.database) - before)
 
 
-async def _measure_mailroom(room: Mailroom, factory: MessageFactory, args: argparse.Namespace) -> Row:
+def _paced_rate(requested: str | None, burst: Row | None) -> float | None:
+    if requested is None or burst is None:
+        return None
+    if requested == "half":
+        sustained = burst.end_to_end_rate
+        return sustained / 2 if sustained else None
+    return float(requested)
+
+
+async def _measure_mailroom(
+    room: Mailroom,
+    factory: MessageFactory,
+    args: argparse.Namespace,
+    *,
+    numbers: range | None = None,
+    rate: float | None = None,
+) -> Row:
+    """A burst (or, with `rate`, a steady push) into Mailroom, tracked until every message is visible.
+
+    CPU is counted until the last message is visible, not only while pushing: the matcher's work is the point."""
     target = room.smtp
+    matcher = (room.stack.processes["worker"].process.pid,)
 
     def settled() -> bool:
         return inbound_statuses(room)[0].get("received", 0) == 0
 
-    # Warm up and wait until the warm-up mail is visible, so the measured push starts with an idle matcher.
-    warmup = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
-    await _push(target, factory, args, range(args.warmup), warmup)
-    await warmup.track(asyncio.Event(), straggler_seconds=args.visible_timeout, settled=settled)
-    await warmup.aclose()
+    if numbers is None:
+        # Warm up and wait until the warm-up mail is visible, so the measured push starts with an idle matcher.
+        warmup = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
+        await _push(target, factory, args, range(args.warmup), warmup)
+        await warmup.track(asyncio.Event(), straggler_seconds=args.visible_timeout, settled=settled)
+        await warmup.aclose()
+        numbers = range(args.warmup, args.warmup + args.messages)
 
+    # The idle workers' own cost (queue polling), so that a slow run's long tail is not billed to its messages.
+    idle_start = cpu_times((), None, matcher)
+    await asyncio.sleep(IDLE_SAMPLE_SECONDS)
+    idle_rate = (cpu_times((), None, matcher) - idle_start).matcher / IDLE_SAMPLE_SECONDS
+    profiler = _start_profiler(args.profile_matcher, matcher) if rate is None else None
     tracker = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
     pushing = asyncio.Event()
     pushing.set()
-    before = cpu_times(target.pids, target.database)
+    before = cpu_times(target.pids, target.database, matcher)
     tracking = asyncio.create_task(tracker.track(pushing, straggler_seconds=args.visible_timeout, settled=settled))
     try:
-        result = await _push(target, factory, args, range(args.warmup, args.warmup + args.messages), tracker)
-        cpu = cpu_times(target.pids, target.database) - before
+        result = await _push(target, factory, args, numbers, tracker, rate=rate)
     finally:
         pushing.clear()
         visibility = await tracking
+        cpu = cpu_times(target.pids, target.database, matcher) - before
         await tracker.aclose()
+        if profiler is not None:
+            _stop_profiler(profiler)
     statuses, reason = inbound_statuses(room)
-    return Row(target.name, result, cpu, visibility, statuses, reason)
+    name = target.name if rate is None else f"mailroom paced {rate:,.0f}/s"
+    end = visibility.last_seen or time.monotonic()
+    return Row(name, result, cpu, visibility, statuses, reason, idle_rate * (end - result.started))
+
+
+def _start_profiler(path: Path | None, pids: tuple[int, ...]) -> subprocess.Popen[bytes] | None:
+    if path is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "--format", "raw", "--output", str(path), "--rate", "200", "--nonblocking"]
+    command += ["--subprocesses", "--pid", str(pids[0])]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+    try:
+        profiler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
 
 
 async def _push(
@@ -173,6 +257,8 @@ async def _push(
     args: argparse.Namespace,
     numbers: range,
     tracker: VisibilityTracker | None = None,
+    *,
+    rate: float | None = None,
 ) -> PushResult:
     def accepted(number: int, accepted_at: float, _reply: bytes) -> None:
         if tracker is not None:
@@ -187,6 +273,7 @@ async def _push(
         concurrency=args.concurrency,
         per_session=args.per_session,
         on_accepted=accepted,
+        rate=rate,
     )
 
 
@@ -229,9 +316,19 @@ def render_table(factory: MessageFactory, args: argparse.Namespace, rows: list[R
     ]
     notes = [f"\n{factory.wire_size():,} bytes per message ({args.concurrency} connections)"]
     notes += table
+    postfix_rate = next((row.push.rate for row in rows if row.name == "postfix"), 0.0)
     for row in rows:
         if row.visibility is not None:
+            notes.append(f"  {row.name}:")
             notes.append(_visibility_note(row.visibility, args.poll_interval))
+            notes.append(_end_to_end_note(row, postfix_rate))
+            if row.cpu.matcher and row.push.accepted:
+                per = 1e6 / row.push.accepted
+                notes.append(
+                    f"  matcher CPU µs/msg (until the last is visible): worker {row.cpu.matcher * per:,.0f}"
+                    f" ({(row.cpu.matcher - row.matcher_idle) * per:,.0f} beyond its idle polling),"
+                    f" its Postgres backends {row.cpu.matcher_postgres * per:,.0f}"
+                )
         if row.statuses is not None:
             counts = ", ".join(f"{status} {count}" for status, count in sorted(row.statuses.items()))
             notes.append(f"  inbound rows so far (warm-up included): {counts}")
@@ -254,6 +351,57 @@ def _cpu_per_message(row: Row) -> str:
         return "-"
     server = f"{row.cpu.server / row.push.accepted * 1e6:,.0f}" if row.cpu.server else "-"
     return f"{server} / {row.cpu.postgres / row.push.accepted * 1e6:,.0f}"
+
+
+def _end_to_end_note(row: Row, postfix_rate: float) -> str:
+    sustained = row.end_to_end_rate
+    if sustained is None:
+        return "  end to end: not every message became visible"
+    note = f"  end to end (first MAIL → last message visible): {sustained:,.0f} msg/s"
+    if postfix_rate:
+        note += f" = {sustained / postfix_rate:.2f}× Postfix's accept rate in this run"
+    return note
+
+
+def matcher_profile_summary(path: Path, limit: int = 30) -> str:
+    """Where the worker processes spent their samples: by layer, and the functions that used the most CPU."""
+    layers = {
+        "analysis (services/matcher/mail)": "services/matcher/mail/",
+        "placement (pipeline, placement)": "services/matcher/p",
+        "SQLAlchemy": "sqlalchemy/",
+        "psycopg": "psycopg/",
+        "dramatiq / redis": "dramatiq/",
+    }
+    total = 0
+    by_layer: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[_frame_name(frames[-1])] += samples
+        # Attribute each sample to the innermost layer it is in: parse time is parse time, even under the pipeline.
+        for frame in reversed(frames):
+            layer = next((name for name, marker in layers.items() if marker in frame), None)
+            if layer is not None:
+                by_layer[layer] += samples
+                break
+        else:
+            by_layer["other"] += samples
+    lines = [f"\nmatcher profile ({path}; py-spy collapsed stacks, {total} samples of busy threads)"]
+    lines += [f"  {samples / max(total, 1):6.1%}  {layer}" for layer, samples in by_layer.most_common()]
+    lines.append("  own time (innermost frame):")
+    lines += [f"  {samples / max(total, 1):6.1%}  {name}" for name, samples in own.most_common(limit)]
+    return "\n".join(lines)
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy's raw frames read "function (path/to/file.py:line)"; the line is dropped so a function counts once.
+    function, _, where = frame.partition(" (")
+    return f"{function} ({where.rsplit(':', 1)[0]})" if where else function
 
 
 def _visibility_note(visibility: VisibilityResult, poll_interval: float) -> str:

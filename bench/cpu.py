@@ -18,15 +18,29 @@ class CpuTimes:
     server: float
     postgres: float
     client: float
+    matcher: float = 0.0  # the worker processes (Mailroom only)
+    matcher_postgres: float = 0.0  # the Postgres backends the worker processes are connected to
 
     def __sub__(self, other: CpuTimes) -> CpuTimes:
-        return CpuTimes(self.server - other.server, self.postgres - other.postgres, self.client - other.client)
+        return CpuTimes(
+            self.server - other.server,
+            self.postgres - other.postgres,
+            self.client - other.client,
+            self.matcher - other.matcher,
+            self.matcher_postgres - other.matcher_postgres,
+        )
 
 
-def cpu_times(server_pids: tuple[int, ...], database: str | None) -> CpuTimes:
-    """`database` picks the Postgres backends to count; None counts none (the server under test has no database)."""
+def cpu_times(server_pids: tuple[int, ...], database: str | None, matcher_pids: tuple[int, ...] = ()) -> CpuTimes:
+    """`database` picks the Postgres backends to count; None counts none (the server under test has no database).
+
+    `postgres` counts every backend of the database (gateway, matcher and API); `matcher_postgres` those whose
+    client socket belongs to one of the matcher's processes."""
     postgres = _postgres_seconds(database) if database else 0.0
-    return CpuTimes(_process_seconds(server_pids), postgres, time.process_time())
+    matcher_postgres = _backend_seconds(_backends_of(matcher_pids)) if matcher_pids else 0.0
+    return CpuTimes(
+        _process_seconds(server_pids), postgres, time.process_time(), _process_seconds(matcher_pids), matcher_postgres
+    )
 
 
 def _process_seconds(pids: tuple[int, ...]) -> float:
@@ -40,6 +54,43 @@ def _process_seconds(pids: tuple[int, ...]) -> float:
                 total += times.user + times.system
         except psutil.Error:
             continue  # gone or not ours to read: the figure is a lower bound, never an error
+    return total
+
+
+def _backends_of(pids: tuple[int, ...]) -> list[psutil.Process]:
+    """The local Postgres backends serving these processes (and their children): the other end of each of their
+    TCP connections, found by matching ports. Root (or the Postgres user) is needed to see them; else none."""
+    client_ends: set[tuple[int, int]] = set()  # (client port, server port)
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for member in (process, *process.children(recursive=True)):
+                client_ends.update(
+                    (conn.laddr.port, conn.raddr.port) for conn in member.net_connections(kind="tcp") if conn.raddr
+                )
+        except psutil.Error:
+            continue
+    backends: list[psutil.Process] = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != "postgres":
+            continue
+        try:
+            ends = {(conn.raddr.port, conn.laddr.port) for conn in process.net_connections(kind="tcp") if conn.raddr}
+        except psutil.Error:
+            continue
+        if ends & client_ends:
+            backends.append(process)
+    return backends
+
+
+def _backend_seconds(backends: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in backends:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
     return total
 
 

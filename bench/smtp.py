@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from bench.mail import MessageFactory
@@ -110,12 +110,22 @@ async def push(
     concurrency: int,
     per_session: int,
     on_accepted: OnAccepted | None = None,
+    rate: float | None = None,
 ) -> PushResult:
-    """Send every message number in `numbers` over `concurrency` connections, `per_session` per connection."""
+    """Send every message number in `numbers` over `concurrency` connections, `per_session` per connection.
+
+    With `rate`, message k (counting from 0) starts no earlier than k / rate seconds after the first: a steady
+    arrival rate instead of a burst, as long as the connections keep up with it."""
     result = PushResult(attempted=len(numbers), started=time.monotonic())
     pending = iter(numbers)  # shared by all senders; the event loop makes next() atomic here
+
+    async def paced(number: int) -> None:
+        if rate is not None:
+            await asyncio.sleep(max(0.0, result.started + (number - numbers.start) / rate - time.monotonic()))
+
     senders = [
-        _sender(host, port, recipient, factory, pending, per_session, result, on_accepted) for _ in range(concurrency)
+        _sender(host, port, recipient, factory, pending, per_session, result, on_accepted, paced)
+        for _ in range(concurrency)
     ]
     await asyncio.gather(*senders)
     result.finished = time.monotonic()
@@ -131,6 +141,7 @@ async def _sender(
     per_session: int,
     result: PushResult,
     on_accepted: OnAccepted | None,
+    paced: Callable[[int], Awaitable[None]],
 ) -> None:
     exhausted = False
     failed_opens = 0
@@ -152,6 +163,7 @@ async def _sender(
                     exhausted = True
                     break
                 parts = factory.parts(number)
+                await paced(number)
                 try:
                     mail_sent = time.monotonic()
                     reply = await connection.send(recipient, parts)

@@ -27,6 +27,7 @@ class VisibilityResult:
     latencies: list[float] = field(default_factory=list)  # seconds from 250 to first seen
     missed_by_poller: int = 0  # found only by the final full scan
     poll_seconds: list[float] = field(default_factory=list)  # one full poll round each
+    last_seen: float | None = None  # `time.monotonic()` when the poller first saw the last expected message
 
     @property
     def invisible(self) -> int:
@@ -80,11 +81,13 @@ class VisibilityTracker:
                         break
             await asyncio.sleep(self._poll_interval)
         missed = await self._full_scan()
+        seen = [self._seen_at[message_id] for message_id in self._latencies]
         return VisibilityResult(
             expected=len(self._accepted_at),
             latencies=list(self._latencies.values()),
             missed_by_poller=missed,
             poll_seconds=poll_seconds,
+            last_seen=max(seen) if seen else None,
         )
 
     async def _poll(self) -> None:

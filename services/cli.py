@@ -94,7 +94,16 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
 
         engine = make_engine(settings.require_database_url())
         broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
-        _print({"enqueued": sweep(make_session_factory(engine), broker, grace_seconds=0)})
+        _print(
+            {
+                "enqueued": sweep(
+                    make_session_factory(engine),
+                    broker,
+                    grace_seconds=0,
+                    max_attempts=settings.process_max_attempts,
+                )
+            }
+        )
     return 0
 
 

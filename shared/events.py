@@ -13,11 +13,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import json
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import dramatiq
 import structlog
@@ -45,6 +44,52 @@ class Event(enum.StrEnum):
     person_created = "person.created"
     disambiguation_created = "disambiguation.created"
     message_held = "message.held"
+
+
+class WebhookPayload(BaseModel):
+    """The `data` of one event. Every producer (matcher, API) builds the same model, so an event has one shape."""
+
+    event: ClassVar[Event]
+
+
+class MessageStored(WebhookPayload):
+    event: ClassVar[Event] = Event.message_stored
+    message_id: uuid.UUID
+    thread_id: uuid.UUID
+    kind: str
+    deal_id: uuid.UUID | None
+
+
+class PersonCreated(WebhookPayload):
+    event: ClassVar[Event] = Event.person_created
+    person_id: uuid.UUID
+    addresses: list[str]
+    created_from: str  # "email" (the matcher) or "api"
+    created_by_rule: str | None = None  # why the matcher created it
+    created_by_message_id: uuid.UUID | None = None
+
+
+class ThreadLinked(WebhookPayload):
+    event: ClassVar[Event] = Event.thread_linked
+    thread_id: uuid.UUID
+    deal_id: uuid.UUID | None
+    previous_deal_id: uuid.UUID | None
+    deal_rule: str | None
+    linked_by_message_id: uuid.UUID | None = None  # a message linked it (sub-address, single open deal)
+    user_id: uuid.UUID | None = None  # a user linked it (their choice)
+
+
+class DisambiguationCreated(WebhookPayload):
+    event: ClassVar[Event] = Event.disambiguation_created
+    disambiguation_id: uuid.UUID
+    thread_id: uuid.UUID
+
+
+class MessageHeld(WebhookPayload):
+    event: ClassVar[Event] = Event.message_held
+    inbound_id: uuid.UUID
+    user_id: uuid.UUID
+    reason: str
 
 
 class WebhookSettings(BaseModel):
@@ -79,11 +124,10 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def emit(session: Session, account_id: uuid.UUID, event: str, payload: dict[str, Any]) -> None:
-    """Record `event` for every active subscription of the account that wants it, in the caller's transaction.
-
-    `payload` becomes the envelope's `data`; UUIDs and datetimes in it are turned into strings.
-    """
+def emit(session: Session, account_id: uuid.UUID, payload: WebhookPayload) -> None:
+    """Record the payload's event for every active subscription of the account that wants it, in the caller's
+    transaction. `payload` becomes the envelope's `data` (as JSON: UUIDs and datetimes as strings)."""
+    event = payload.event
     subscription_ids = [
         subscription_id for subscription_id, events in _active_subscriptions(session, account_id) if event in events
     ]
@@ -95,7 +139,7 @@ def emit(session: Session, account_id: uuid.UUID, event: str, payload: dict[str,
         "type": event,
         "created_at": datetime.now(UTC).isoformat(),
         "account_id": str(account_id),
-        "data": json.loads(json.dumps(payload, default=str)),
+        "data": payload.model_dump(mode="json"),
     }
     for subscription_id in subscription_ids:
         delivery_id = uuid.uuid4()

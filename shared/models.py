@@ -178,7 +178,10 @@ class InboundMessage(Id, Base):
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     status: Mapped[str] = mapped_column(String(16), default=InboundStatus.received.value)
+    # Counted when a worker claims the row, before any work: a message that kills its worker still counts.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The claim's lease: until then one worker owns the row; past it (the worker died) the row is due again.
+    claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     # For mail held as "on none of the user's threads": its own and referenced Message-IDs, so that the user's

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     analysis_time_limit_seconds: float = Field(default=10.0, gt=0)
     analysis_memory_limit_mb: int = Field(default=1024, ge=0)
 
+    # Matcher batching. A worker thread claims up to this many received messages at once and places them in one
+    # transaction (one commit, one lock round trip); a message that fails is retried alone.
+    matcher_batch_size: int = Field(default=16, ge=1, le=500)
+    # A claimed message is left to its claimer this long before it must hold it locked; a message neither locked nor
+    # claimed this recently has no live worker on it and is due again (alone).
+    matcher_claim_seconds: float = Field(default=10.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -1,31 +1,37 @@
-"""One inbound message, top to bottom, in one transaction:
+"""Inbound messages, a batch at a time, top to bottom:
 
-    load → parse → classify (sent / forwarded / contact / machine, or held) → for each message to store:
-    thread → store → people → organizations → deal
+    claim (count the attempt, commit) → analyse the batch (no database) → one transaction:
+    lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
+    thread → store → people → organizations → deal → mark it processed or held → commit
 
-The inbound row is locked for the whole run and marked processed (or held, with the reason) in the same commit
-as everything it produced, so a crash anywhere leaves it `received` for a retry, and a second run finds it done
-and changes nothing. Processing depends only on the raw bytes and the CRM's current state, so a held message
-can be reprocessed once its cause is fixed.
+Claiming counts an attempt in its own committed transaction, before any work, so a message that kills its worker
+still counts; the worker then holds the rows locked while it works, so once its connection is gone (and a short
+claim window has passed) the message is due again, alone, and after `max_attempts` the sweep
+marks it failed with the reason. Each message is placed inside a savepoint: one that fails is rolled back alone,
+the rest of the batch commits, and the failed one is tried again by itself. Every row a message produces commits
+with its status, so a crash anywhere leaves it `received` for a retry, and a second run finds it done and changes
+nothing. Processing depends only on the raw bytes and the CRM's current state, so a held message can be
+reprocessed once its cause is fixed.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
-from services.matcher.mail.analysis import AnalysedMail, Analysis
-from services.matcher.mail.budget import InProcessAnalyser, MessageAnalyser
+from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.decision import Decision, DecisionKind, decide
 from services.matcher.mail.parsing import Address, ParsedMail
-from services.matcher.placement.account import AccountContext, load_account
+from services.matcher.placement.account import AccountContext, domain_of, load_account
 from services.matcher.placement.deals import (
     DealDecision,
     DealOutcome,
@@ -34,13 +40,14 @@ from services.matcher.placement.deals import (
     lead_from_subaddress,
     link_lead,
 )
-from services.matcher.placement.organizations import link_organizations
+from services.matcher.placement.organizations import link_organizations, unowned_domains
 from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
     RULE_PARTICIPANT_OF_FORWARDED_MAIL,
     RULE_RECIPIENT_OF_SENT_MAIL,
     create_missing,
     plan_people,
+    prefetch_people,
 )
 from services.matcher.placement.senders import trusted_bounce_recipients, unauthenticated_claim
 from services.matcher.placement.threads import (
@@ -51,8 +58,15 @@ from services.matcher.placement.threads import (
 from shared import metrics
 from shared.blobstore import BlobStore
 from shared.db import transaction
-from shared.events import Event, emit
-from shared.locks import lock_names
+from shared.events import (
+    DisambiguationCreated,
+    MessageHeld,
+    MessageStored,
+    PersonCreated,
+    ThreadLinked,
+    emit,
+)
+from shared.locks import lock_all, lock_names
 from shared.models import (
     Attachment,
     Direction,
@@ -75,6 +89,33 @@ _CREATING_RULES = {
     MessageKind.contact: RULE_PARTICIPANT_OF_CONTACT_MAIL,
 }
 
+# Claim the requested row and, unless it is being retried (a retry runs alone, so that a message that keeps
+# killing its batch is isolated), up to `limit - 1` other due rows that were never tried. The attempt is counted
+# and the claim taken in the same statement, committed before any work. Rows another worker holds locked are
+# skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what it claimed.
+_CLAIM = text(
+    "WITH due AS ("
+    " SELECT id FROM inbound_messages"
+    " WHERE status = 'received' AND attempts < :max_attempts"
+    " AND (claimed_until IS NULL OR claimed_until < now())"
+    " AND (id = :id OR (:others AND attempts = 0 AND NOT EXISTS ("
+    "  SELECT 1 FROM inbound_messages AS retried"
+    "  WHERE retried.id = :id AND retried.status = 'received' AND retried.attempts > 0)))"
+    " ORDER BY id = :id DESC, received_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " UPDATE inbound_messages AS m SET attempts = m.attempts + 1,"
+    " claimed_until = now() + make_interval(secs => :lease)"
+    " FROM due WHERE m.id = due.id RETURNING m.id, m.attempts, m.raw"
+)
+_END_CLAIMS = text(
+    "UPDATE inbound_messages SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received'"
+)
+_STATE = text("SELECT status, claimed_until > now() AS claimed FROM inbound_messages WHERE id = :id")
+_RECORD_FAILURE = text(
+    "UPDATE inbound_messages SET last_error = :error, claimed_until = NULL,"
+    " status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE status END"
+    " WHERE id = :id AND status = 'received' RETURNING attempts, status"
+)
+
 
 class Outcome(enum.StrEnum):
     stored = "stored"
@@ -83,6 +124,8 @@ class Outcome(enum.StrEnum):
     already_done = "already_done"
     busy = "busy"  # another worker holds it right now
     missing = "missing"
+    failed = "failed"  # failed for good after its last attempt (the reason is on the row)
+    retry = "retry"  # this attempt failed; it is due again
 
 
 class Hold(Exception):  # noqa: N818 -- a decision, not an error
@@ -107,8 +150,25 @@ class Provenance:
     confidence: float
 
 
+@dataclass(frozen=True)
+class Claimed:
+    inbound_id: uuid.UUID
+    attempts: int
+    raw: bytes
+
+
+@dataclass
+class BatchResult:
+    outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
+    errors: dict[uuid.UUID, BaseException] = field(default_factory=dict)  # the last error of each `retry`/`failed`
+
+
 def _no_enqueue(_inbound_id: uuid.UUID) -> None:
     """Without a broker (tests, evaluations) released messages wait for the recovery sweep."""
+
+
+def analyse_in_process(raws: Sequence[bytes]) -> list[Analysis]:
+    return [analyse(raw) for raw in raws]
 
 
 @dataclass(frozen=True)
@@ -117,61 +177,218 @@ class Matcher:
     blobs: BlobStore
     # Called after the commit for each held message this one released (the worker passes its broker's enqueue).
     enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
+    batch_size: int = 1
+    max_attempts: int = 5
+    # A claimed row is the claimer's for this long even before it locks it; after that only its row lock (held
+    # while it works) keeps others off, so a dead worker's messages are due again within seconds.
+    lease_seconds: float = 10.0
+    # The one place analyses come from: a batch of raw messages in, one Analysis each out.
+    analyse_all: Callable[[Sequence[bytes]], list[Analysis]] = field(default=analyse_in_process)
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
-    # The worker analyses under a time and memory budget (`budget.Analyser`); tests may analyse in-process.
-    analyser: MessageAnalyser = field(default_factory=InProcessAnalyser)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
-        released: list[uuid.UUID] = []
-        outcome = self._process(inbound_id, released)
-        for held_id in released:
-            try:
-                self.enqueue(held_id)
-            except Exception:
-                log.warning("matcher.release_enqueue_failed_left_for_sweep", released_id=str(held_id))
+        """One message by itself: claim, place, commit. Raises when this attempt failed and another is due."""
+        result = self.run(inbound_id, limit=1)
+        return self._outcome_or_raise(inbound_id, result)
+
+    def process_due(self, inbound_id: uuid.UUID) -> Outcome:
+        """The actor's work: this message and up to `batch_size - 1` others that are due, in one transaction."""
+        result = self.run(inbound_id, limit=self.batch_size, explain_unclaimed=False)
+        for other, outcome in result.outcomes.items():
+            if other != inbound_id and outcome is Outcome.retry:
+                self._enqueue_safely(other)  # its own queue message may be long gone ("busy" while we held it)
+        return self._outcome_or_raise(inbound_id, result)
+
+    def _outcome_or_raise(self, inbound_id: uuid.UUID, result: BatchResult) -> Outcome:
+        outcome = result.outcomes[inbound_id]
+        if outcome is Outcome.retry:
+            raise result.errors[inbound_id]
         return outcome
 
-    def _process(self, inbound_id: uuid.UUID, released: list[uuid.UUID]) -> Outcome:
+    def run(self, inbound_id: uuid.UUID, *, limit: int, explain_unclaimed: bool = True) -> BatchResult:
+        """`explain_unclaimed`: find out why the requested message was not claimed (done, busy or missing); the
+        actor does not need to know, and most of its queue messages find their row already done by a batch."""
+        claimed = self._claim(inbound_id, limit)
+        result = BatchResult()
+        if not any(claim.inbound_id == inbound_id for claim in claimed):
+            result.outcomes[inbound_id] = self._not_claimed(inbound_id) if explain_unclaimed else Outcome.busy
+        if not claimed:
+            return result
+        released: list[uuid.UUID] = []
+        try:
+            failed = self._place_batch(claimed, result, released)
+        except Exception as exc:
+            log.warning("matcher.batch_failed", size=len(claimed), error=f"{type(exc).__name__}: {exc}"[:500])
+            released.clear()
+            failed = {claim.inbound_id: exc for claim in claimed}
+        for held_id in released:
+            self._enqueue_safely(held_id)
+        if len(claimed) == 1:
+            for failed_id, error in failed.items():
+                result.outcomes[failed_id] = self._record_failure(failed_id, error)
+                result.errors[failed_id] = error
+            return result
+        # What failed in a batch is tried again alone, so one bad message costs the others nothing.
+        self._end_claims(list(failed))
+        for failed_id in failed:
+            alone = self.run(failed_id, limit=1)
+            result.outcomes.update(alone.outcomes)
+            result.errors.update(alone.errors)
+        return result
+
+    def _enqueue_safely(self, inbound_id: uuid.UUID) -> None:
+        try:
+            self.enqueue(inbound_id)
+        except Exception:
+            log.warning("matcher.enqueue_failed_left_for_sweep", released_id=str(inbound_id))
+
+    def _claim(self, inbound_id: uuid.UUID, limit: int) -> list[Claimed]:
         with transaction(self.sessions) as session:
-            inbound = session.scalars(
-                select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update(skip_locked=True)
-            ).one_or_none()
-            if inbound is None:
-                exists = session.get(InboundMessage, inbound_id) is not None
-                return Outcome.busy if exists else Outcome.missing
-            if inbound.status != InboundStatus.received:
-                return Outcome.already_done
-            [analysis] = self.analyser.analyse_all([inbound.raw])
-            context = load_account(session, inbound.account_id)
-            authentication = self._authentication(inbound)
+            rows = session.execute(
+                _CLAIM,
+                {
+                    "id": inbound_id,
+                    "others": limit > 1,
+                    "limit": limit,
+                    "max_attempts": self.max_attempts,
+                    "lease": self.lease_seconds,
+                },
+            ).all()
+        return [Claimed(row.id, row.attempts, row.raw) for row in rows]
+
+    def _end_claims(self, inbound_ids: list[uuid.UUID]) -> None:
+        if inbound_ids:
+            with transaction(self.sessions) as session:
+                session.execute(_END_CLAIMS, {"ids": inbound_ids})
+
+    def _not_claimed(self, inbound_id: uuid.UUID) -> Outcome:
+        with self.sessions() as session:
+            state = session.execute(_STATE, {"id": inbound_id}).one_or_none()
+        if state is None:
+            return Outcome.missing
+        if state.status != InboundStatus.received:
+            return Outcome.already_done
+        # Claimed by a live worker, locked for a moment, or out of attempts (the sweep marks it failed).
+        return Outcome.busy
+
+    def _record_failure(self, inbound_id: uuid.UUID, exc: BaseException) -> Outcome:
+        """The attempt is already counted; keep the reason, end the claim, and give up after the last one."""
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        with structlog.contextvars.bound_contextvars(inbound_id=str(inbound_id)):
             try:
-                # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
-                with session.begin_nested():
-                    message, outcome = self._place(session, context, inbound, analysis, released, authentication)
-            except Hold as hold:
-                inbound.status = InboundStatus.held.value
-                inbound.hold_reason = str(hold)
-                inbound.held_references = hold.waiting_for
-                emit(
-                    session,
-                    inbound.account_id,
-                    Event.message_held,
-                    {"inbound_id": inbound.id, "user_id": inbound.user_id, "reason": str(hold)},
+                with transaction(self.sessions) as session:
+                    row = session.execute(
+                        _RECORD_FAILURE, {"error": reason, "max_attempts": self.max_attempts, "id": inbound_id}
+                    ).one_or_none()
+            except Exception:
+                log.exception("matcher.failure_not_recorded")
+                return Outcome.retry  # the lease runs out and the sweep brings it back
+            if row is None:
+                return Outcome.already_done
+            metrics.processing_failed(for_good=row.status == InboundStatus.failed)
+            if row.status == InboundStatus.failed:
+                log.error("matcher.gave_up", attempts=row.attempts, reason=reason)
+                return Outcome.failed
+            log.warning("matcher.attempt_failed", attempts=row.attempts, reason=reason)
+            return Outcome.retry
+
+    def _place_batch(
+        self, claimed: list[Claimed], result: BatchResult, released: list[uuid.UUID]
+    ) -> dict[uuid.UUID, Exception]:
+        """Place what was claimed in one transaction; returns the messages that failed (rolled back alone).
+
+        The rows are locked first, analysed while locked: a claimed row that nobody holds locked is one whose
+        worker is gone, and the next claim (or sweep) may take it once the short claim window is over."""
+        failed: dict[uuid.UUID, Exception] = {}
+        with transaction(self.sessions) as session:
+            inbounds = session.scalars(
+                select(InboundMessage)
+                .where(
+                    InboundMessage.id.in_([claim.inbound_id for claim in claimed]),
+                    InboundMessage.status == InboundStatus.received.value,
                 )
-                inbound.processed_at = datetime.now(UTC)
-                metrics.message_finished_on_commit(session, Outcome.held, inbound.received_at)
-                log.info("matcher.held", reason=str(hold))
-                return Outcome.held
-            inbound.status = InboundStatus.processed.value
-            inbound.message_id = message.id
-            inbound.hold_reason = None
+                .order_by(InboundMessage.received_at, InboundMessage.id)
+                .with_for_update()
+            ).all()
+            analyses = dict(
+                zip(
+                    (claim.inbound_id for claim in claimed),
+                    self.analyse_all([claim.raw for claim in claimed]),
+                    strict=True,
+                )
+            )
+            contexts = {
+                account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
+            }
+            users = {
+                user.id: user
+                for user in session.scalars(select(User).where(User.id.in_({i.user_id for i in inbounds}))).all()
+            }
+            _lock_batch(session, [(contexts[inbound.account_id], analyses[inbound.id]) for inbound in inbounds])
+            for inbound in inbounds:
+                context = contexts[inbound.account_id]
+                with structlog.contextvars.bound_contextvars(inbound_id=str(inbound.id)):
+                    its_released: list[uuid.UUID] = []
+                    try:
+                        outcome = self._one(
+                            session, context, users[inbound.user_id], inbound, analyses[inbound.id], its_released
+                        )
+                    except Exception as exc:
+                        log.warning("matcher.message_failed_in_batch", error=f"{type(exc).__name__}: {exc}"[:500])
+                        failed[inbound.id] = exc
+                        continue
+                    result.outcomes[inbound.id] = outcome
+                    released.extend(its_released)
+            for claim in claimed:
+                if claim.inbound_id not in {i.id for i in inbounds}:
+                    result.outcomes[claim.inbound_id] = Outcome.already_done
+        return failed
+
+    def _one(
+        self,
+        session: Session,
+        context: AccountContext,
+        user: User,
+        inbound: InboundMessage,
+        analysis: Analysis,
+        released: list[uuid.UUID],
+    ) -> Outcome:
+        """Place one message of the batch, or hold it; a failure rolls back its savepoint and nothing else."""
+        # Outside the savepoint: the result is recorded on the row even when the message is held.
+        authentication = self._authentication(inbound)
+        try:
+            # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
+            with session.begin_nested():
+                message, outcome = self._place(session, context, user, inbound, analysis, released, authentication)
+        except Hold as hold:
+            released.clear()
+            inbound.status = InboundStatus.held.value
+            inbound.hold_reason = str(hold)
+            inbound.held_references = hold.waiting_for
+            inbound.claimed_until = None
+            emit(
+                session,
+                inbound.account_id,
+                MessageHeld(inbound_id=inbound.id, user_id=inbound.user_id, reason=str(hold)),
+            )
             inbound.processed_at = datetime.now(UTC)
-            inbound.last_error = None
-            metrics.message_finished_on_commit(session, outcome, inbound.received_at)
-            log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
-            return outcome
+            metrics.message_finished_on_commit(session, Outcome.held, inbound.received_at)
+            log.info("matcher.held", reason=str(hold))
+            return Outcome.held
+        except Exception:
+            released.clear()
+            raise
+        inbound.status = InboundStatus.processed.value
+        inbound.message_id = message.id
+        inbound.hold_reason = None
+        inbound.processed_at = datetime.now(UTC)
+        inbound.last_error = None
+        inbound.claimed_until = None
+        metrics.message_finished_on_commit(session, outcome, inbound.received_at)
+        log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
+        return outcome
 
     def _authentication(self, inbound: InboundMessage) -> SenderAuthentication | None:
         """The sender checks recorded on the row, or (first time, or DNS did not answer last time) made now and
@@ -198,40 +415,40 @@ class Matcher:
         self,
         session: Session,
         context: AccountContext,
+        user: User,
         inbound: InboundMessage,
         analysis: Analysis,
         released: list[uuid.UUID],
         authentication: SenderAuthentication | None = None,
     ) -> tuple[Message, Outcome]:
-        user = session.get_one(User, inbound.user_id)
         parsed = analysis.message.mail
         sender = context.canonical(parsed.sender.address) if parsed.sender else None
-        machine = analysis.machine
         sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
         if sent_by_user and sender is not None and self.sender_auth is not None and self.sender_auth.require:
             # Before anything is placed: forged mail must not even join threads (see placement.senders).
             forged = unauthenticated_claim(context, user, sender, authentication)
             if forged is not None:
                 raise Hold(forged)
-
-        if machine is not None:
-            stored = self._store(session, context, inbound, analysis.message, Classified(machine.kind, machine.reason))
-            if machine.kind is MessageKind.bounce:
-                _mark_bounces(session, context, inbound, stored[0].id, authentication)
-            return stored
-        if sent_by_user:
-            originals = analysis.originals
-            # All originals' ids at once, in order: storing them one by one must not take locks out of order.
-            lock_names(
-                session,
-                context.account_id,
-                (
-                    f"thread-key:{key}"
-                    for o in originals
-                    for key in (o.analysed.mail.message_id, *o.analysed.thread_references)
-                ),
-            )
-            if not originals:
+        decision = decide(
+            analysis,
+            sent_by_user=sent_by_user,
+            sender_is_internal=sender is not None and context.is_internal(sender),
+            unverified_reason=(
+                f"From is {sender}, which is not a verified address of {user.email}; verify the alias and reprocess"
+            ),
+        )
+        match decision.kind:
+            case DecisionKind.machine:
+                assert decision.machine is not None
+                machine = decision.machine
+                stored = self._store(
+                    session, context, inbound, analysis.message, Classified(machine.kind, machine.reason)
+                )
+                if machine.kind is MessageKind.bounce:
+                    _mark_bounces(session, context, inbound, stored[0].id, authentication)
+                return stored
+            case DecisionKind.sent:
+                _check_people_cap(session, context, [parsed])
                 stored = self._store(
                     session,
                     context,
@@ -239,42 +456,60 @@ class Matcher:
                     analysis.message,
                     Classified(MessageKind.sent, "From is a verified address of the user"),
                 )
-                released.extend(_release_waiting(session, context, user.id, stored[0], parsed))
+                released.extend(_release_waiting(session, context, user.id, stored[0], analysis.message))
                 return stored
-            results = [
-                self._store(
+            case DecisionKind.forwarded:
+                return self._store_originals(session, context, user, inbound, analysis, decision, released)
+            case DecisionKind.contact:
+                if not _on_a_thread_of(session, context, user.id, analysis.message):
+                    raise Hold(
+                        f"{sender or 'an unknown sender'} wrote to the Smart-BCC address directly, and the message"
+                        f" belongs to none of {user.email}'s threads",
+                        waiting_for=sorted(
+                            {parsed.message_id, *analysis.message.thread_references, *_subject_names(parsed, context)}
+                        ),
+                    )
+                _check_people_cap(session, context, [parsed])
+                return self._store(
                     session,
                     context,
                     inbound,
-                    original.analysed,
-                    Classified(
-                        MessageKind.forwarded,
-                        f"forwarded by the user ({original.how}); stored is the original message",
-                    ),
-                    Provenance(user.id, parsed.sent_at, original.confidence),
+                    analysis.message,
+                    Classified(MessageKind.contact, "a contact wrote on a thread of the user"),
                 )
-                for original in originals
-            ]
-            for (message, _), original in zip(results, originals, strict=True):
-                released.extend(_release_waiting(session, context, user.id, message, original.analysed.mail))
-            return results[0]
-        if sender is not None and context.is_internal(sender):
-            raise Hold(
-                f"From is {sender}, which is not a verified address of {user.email}; verify the alias and reprocess"
-            )
-        if _on_a_thread_of(session, context, user.id, parsed):  # locks its ids first: see _release_waiting
-            return self._store(
+            case DecisionKind.hold:
+                raise Hold(decision.hold_reason or "held")
+
+    def _store_originals(
+        self,
+        session: Session,
+        context: AccountContext,
+        user: User,
+        inbound: InboundMessage,
+        analysis: Analysis,
+        decision: Decision,
+        released: list[uuid.UUID],
+    ) -> tuple[Message, Outcome]:
+        originals = decision.originals
+        # One inbound message, one cap: a forward of five originals may not create five times the allowance.
+        _check_people_cap(session, context, [original.analysed.mail for original in originals])
+        results = [
+            self._store(
                 session,
                 context,
                 inbound,
-                analysis.message,
-                Classified(MessageKind.contact, "a contact wrote on a thread of the user"),
+                original.analysed,
+                Classified(
+                    MessageKind.forwarded,
+                    f"forwarded by the user ({original.how}); stored is the original message",
+                ),
+                Provenance(user.id, analysis.message.mail.sent_at, original.confidence),
             )
-        raise Hold(
-            f"{sender or 'an unknown sender'} wrote to the Smart-BCC address directly, and the message belongs to none"
-            f" of {user.email}'s threads",
-            waiting_for=sorted({parsed.message_id, *parsed.references, *_subject_names(parsed, context)}),
-        )
+            for original in originals
+        ]
+        for (message, _), original in zip(results, originals, strict=True):
+            released.extend(_release_waiting(session, context, user.id, message, original.analysed))
+        return results[0]
 
     def _store(
         self,
@@ -291,20 +526,16 @@ class Matcher:
         lock_names(
             session, account_id, (f"thread-key:{key}" for key in {parsed.message_id, *analysed.thread_references})
         )
-        existing = session.scalars(
-            select(Message).where(Message.account_id == account_id, Message.message_id_header == parsed.message_id)
-        ).one_or_none()
+        existing = _stored_message(session, account_id, parsed.message_id)
         if existing is not None:
             return existing, Outcome.duplicate
+        # From here on a second copy in the same batch must look (even if this savepoint rolls back: then it
+        # simply finds nothing).
+        session.info.get(_CHECKED_IDS, {}).pop((account_id, parsed.message_id), None)
 
         roles = _external_roles(parsed, context)
         people = plan_people(session, context, [address for _, address in roles])
         creates = classified.kind in _CREATING_RULES
-        if creates and len(people.missing) > context.settings.max_people_per_message:
-            raise Hold(
-                f"the message would create {len(people.missing)} people; the account allows at most"
-                f" {context.settings.max_people_per_message} per message"
-            )
 
         sender = parsed.sender
         outbound = sender is not None and context.canonical(sender.address) in context.user_addresses
@@ -390,8 +621,87 @@ class Matcher:
             user_id=inbound.user_id,
             routed_deal_id=deal_from_subaddress(inbound.envelope_to) or lead_deal_id,
         )
-        _announce(session, account_id, message, created, decision)
+        _announce(session, account_id, message, created, _CREATING_RULES.get(classified.kind), decision)
         return message, Outcome.stored
+
+
+def _check_people_cap(session: Session, context: AccountContext, mails: Sequence[ParsedMail]) -> None:
+    """Hold the inbound message when all it stores together would create more people than the account allows."""
+    addresses = [address for mail in mails for _, address in _external_roles(mail, context)]
+    missing = len(plan_people(session, context, addresses).missing)
+    cap = context.settings.max_people_per_message
+    if missing > cap:
+        raise Hold(f"the message would create {missing} people; the account allows at most {cap} per message")
+
+
+def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) -> None:
+    """Every name any message of the batch may lock, in one sorted round trip: workers that take their locks all at
+    once, in one global order, cannot deadlock on them. The persons and organizations of all its addresses are
+    looked up first (one query each per account), so that only addresses and domains that may get a new person or
+    organization are locked: mail to a known customer must not serialize every batch that mentions them."""
+    participants: dict[uuid.UUID, set[str]] = {}
+    for context, analysis in batch:
+        for analysed in _mails_of(analysis):
+            participants.setdefault(context.account_id, set()).update(_participants(analysed.mail, context))
+    new_people = prefetch_people(session, participants)
+    contexts = {context.account_id: context for context, _ in batch}
+    new_domains = {
+        account_id: unowned_domains(session, contexts[account_id], addresses)
+        for account_id, addresses in participants.items()
+    }
+    names: list[tuple[uuid.UUID, str]] = []
+    for context, analysis in batch:
+        account_id = context.account_id
+        for analysed in _mails_of(analysis):
+            parsed = analysed.mail
+            ids = {parsed.message_id, *analysed.thread_references, *parsed.references}
+            names.extend((account_id, f"thread-key:{key}") for key in ids)
+            mail_participants = _participants(parsed, context)
+            names.extend((account_id, name) for name in subject_lock_names(parsed.subject, mail_participants))
+            for address in mail_participants:
+                if address in new_people[account_id]:
+                    names.append((account_id, f"person-address:{address}"))
+                if domain_of(address) in new_domains[account_id]:
+                    names.append((account_id, f"organization-domain:{domain_of(address)}"))
+    lock_all(session, names)
+    # Under the locks of their ids: which of the batch's messages may be stored already (one query per account).
+    for account_id, headers in _message_ids_by_account(batch).items():
+        _note_stored_ids(session, account_id, headers)
+
+
+_CHECKED_IDS = "mailroom.checked_message_ids"  # (account, Message-ID) → may it be stored already?
+
+
+def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dict[uuid.UUID, set[str]]:
+    headers: dict[uuid.UUID, set[str]] = {}
+    for context, analysis in batch:
+        headers.setdefault(context.account_id, set()).update(a.mail.message_id for a in _mails_of(analysis))
+    return headers
+
+
+def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str]) -> None:
+    stored = set(
+        session.scalars(
+            select(Message.message_id_header).where(
+                Message.account_id == account_id, Message.message_id_header.in_(headers)
+            )
+        ).all()
+    )
+    checked: dict[tuple[uuid.UUID, str], bool] = session.info.setdefault(_CHECKED_IDS, {})
+    checked.update(((account_id, header), header in stored) for header in headers)
+
+
+def _stored_message(session: Session, account_id: uuid.UUID, header: str) -> Message | None:
+    checked: dict[tuple[uuid.UUID, str], bool] = session.info.get(_CHECKED_IDS, {})
+    if checked.get((account_id, header), True) is False:
+        return None  # looked up for the whole batch under its locks, and no message of the batch stored it since
+    return session.scalars(
+        select(Message).where(Message.account_id == account_id, Message.message_id_header == header)
+    ).one_or_none()
+
+
+def _mails_of(analysis: Analysis) -> list[AnalysedMail]:
+    return [analysis.message, *(original.analysed for original in analysis.originals)]
 
 
 def _announce(
@@ -399,6 +709,7 @@ def _announce(
     account_id: uuid.UUID,
     message: Message,
     created: dict[str, uuid.UUID],
+    rule: str | None,
     decision: DealDecision,
 ) -> None:
     """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""
@@ -406,28 +717,36 @@ def _announce(
         emit(
             session,
             account_id,
-            Event.person_created,
-            {"person_id": person_id, "address": address, "created_by_message_id": message.id},
+            PersonCreated(
+                person_id=person_id,
+                addresses=[address],
+                created_from="email",
+                created_by_rule=rule,
+                created_by_message_id=message.id,
+            ),
         )
     emit(
         session,
         account_id,
-        Event.message_stored,
-        {"message_id": message.id, "thread_id": message.thread_id, "kind": message.kind, "deal_id": decision.deal_id},
+        MessageStored(message_id=message.id, thread_id=message.thread_id, kind=message.kind, deal_id=decision.deal_id),
     )
     if decision.outcome is DealOutcome.linked:
         emit(
             session,
             account_id,
-            Event.thread_linked,
-            {"thread_id": message.thread_id, "deal_id": decision.deal_id, "linked_by_message_id": message.id},
+            ThreadLinked(
+                thread_id=message.thread_id,
+                deal_id=decision.deal_id,
+                previous_deal_id=decision.previous_deal_id,
+                deal_rule=decision.rule,
+                linked_by_message_id=message.id,
+            ),
         )
-    if decision.outcome is DealOutcome.ask_user and decision.asked_anew:
+    if decision.outcome is DealOutcome.ask_user and decision.asked_anew and decision.disambiguation_id is not None:
         emit(
             session,
             account_id,
-            Event.disambiguation_created,
-            {"disambiguation_id": decision.disambiguation_id, "thread_id": message.thread_id},
+            DisambiguationCreated(disambiguation_id=decision.disambiguation_id, thread_id=message.thread_id),
         )
 
 
@@ -440,29 +759,32 @@ def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[s
     return [(role, a) for role, a in roles if not context.is_internal(a.address)]
 
 
-def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUID, parsed: ParsedMail) -> bool:
-    """Does the message belong to a thread with mail of this user — by its references, or (without any) by
-    subject, participant and time, as threading itself would join it?
+def _on_a_thread_of(session: Session, context: AccountContext, user_id: uuid.UUID, analysed: AnalysedMail) -> bool:
+    """Does the message belong to a thread with mail of this user — by the ids it threads by (its references and
+    Outlook's conversation id, exactly as threading uses them), or (without references) by subject, participant
+    and time, as threading itself would join it?
 
     Its ids and subject names are locked first, so this check and a concurrent store of the user's message take
     turns: either we see that message, or it sees us held and releases us (`_release_waiting`).
     """
+    parsed = analysed.mail
     subject_names = _subject_names(parsed, context)
+    keys = set(analysed.thread_references) - {parsed.message_id}
     lock_names(
         session,
         context.account_id,
-        [*(f"thread-key:{key}" for key in {parsed.message_id, *parsed.references}), *subject_names],
+        [*(f"thread-key:{key}" for key in {parsed.message_id, *keys}), *subject_names],
     )
     threads: set[uuid.UUID] = set()
-    if parsed.references:
+    if keys:
         threads |= set(
             session.scalars(
                 select(ThreadKey.thread_id).where(
-                    ThreadKey.account_id == context.account_id, ThreadKey.message_id_header.in_(parsed.references)
+                    ThreadKey.account_id == context.account_id, ThreadKey.message_id_header.in_(keys)
                 )
             ).all()
         )
-    else:
+    if not parsed.references:
         threads |= threads_joined_by_subject(
             session,
             context,
@@ -491,18 +813,16 @@ def _subject_names(parsed: ParsedMail, context: AccountContext) -> list[str]:
 
 
 def _release_waiting(
-    session: Session, context: AccountContext, user_id: uuid.UUID, message: Message, parsed: ParsedMail
+    session: Session, context: AccountContext, user_id: uuid.UUID, message: Message, analysed: AnalysedMail
 ) -> list[uuid.UUID]:
     """Held contact mail that this message's thread (by id, or by subject for reference-less mail) now gives a
     place: send it back to the matcher."""
-    keys = list(
-        session.scalars(
-            select(ThreadKey.message_id_header).where(
-                ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
-            )
-        ).all()
+    parsed = analysed.mail
+    thread_keys = select(func.array_agg(ThreadKey.message_id_header)).where(
+        ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
     )
-    keys.extend(subject_lock_names(parsed.subject, _participants(parsed, context)))
+    subject_names = subject_lock_names(parsed.subject, _participants(parsed, context))
+    keys = thread_keys.scalar_subquery().op("||")(cast(subject_names, ARRAY(Text)))
     released = session.scalars(
         update(InboundMessage)
         .where(
@@ -511,8 +831,15 @@ def _release_waiting(
             InboundMessage.status == InboundStatus.held.value,
             InboundMessage.held_references.overlap(keys),
         )
-        .values(status=InboundStatus.received.value, hold_reason=None, held_references=None, attempts=0)
+        .values(
+            status=InboundStatus.received.value,
+            hold_reason=None,
+            held_references=None,
+            attempts=0,
+            claimed_until=None,
+        )
         .returning(InboundMessage.id)
+        .execution_options(synchronize_session=False)
     ).all()
     return list(released)
 

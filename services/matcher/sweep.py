@@ -1,4 +1,5 @@
-"""The recovery sweep: enqueue again every message accepted but not processed (Redis was down, a worker died)."""
+"""The recovery sweep: enqueue again every message accepted but not processed (Redis was down, a worker died),
+and give up on the ones that were claimed `max_attempts` times without ever finishing."""
 
 from __future__ import annotations
 
@@ -16,17 +17,40 @@ from shared.db import transaction
 log = structlog.get_logger(__name__)
 
 _SWEEP_LOCK = 7202611241
+# Not claimed in the last moments, and not locked by a worker processing it (SKIP LOCKED): nobody is on it.
+_UNCLAIMED = "(claimed_until IS NULL OR claimed_until < now())"
+# Attempts are counted when a worker claims a row, and a failure that raises is recorded (ending `failed` on the
+# last attempt). A row still `received`, out of attempts and no longer claimed was therefore never finished: its
+# worker died (killed, out of memory, crashed) or ran out of time every time. Re-enqueueing it would loop forever.
+_GIVE_UP = text(
+    "UPDATE inbound_messages SET status = 'failed', claimed_until = NULL,"
+    " last_error = 'the worker died ' || attempts || ' times processing it (killed, out of memory, crashed or"
+    " past its time limit)'"
+    " WHERE id IN (SELECT id FROM inbound_messages"
+    f" WHERE status = 'received' AND attempts >= :max_attempts AND {_UNCLAIMED} FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, attempts"
+)
 _WAITING = text(
     "SELECT id FROM inbound_messages WHERE status = 'received'"
-    " AND received_at < now() - make_interval(secs => :grace) ORDER BY received_at LIMIT :limit"
+    f" AND received_at < now() - make_interval(secs => :grace) AND {_UNCLAIMED}"
+    " ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 
 
-def sweep(sessions: sessionmaker[Session], broker: RedisBroker, *, grace_seconds: float, limit: int = 50_000) -> int:
+def sweep(
+    sessions: sessionmaker[Session],
+    broker: RedisBroker,
+    *,
+    grace_seconds: float,
+    max_attempts: int,
+    limit: int = 50_000,
+) -> int:
     """Enqueue what waited longer than the grace period; returns how many. One sweeper at a time."""
     with transaction(sessions) as session:
         if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SWEEP_LOCK}).scalar():
             return 0
+        for row in session.execute(_GIVE_UP, {"max_attempts": max_attempts}).all():
+            log.error("sweep.gave_up_on_poison_message", inbound_id=str(row.id), attempts=row.attempts)
         waiting: list[uuid.UUID] = list(session.scalars(_WAITING, {"grace": grace_seconds, "limit": limit}).all())
     sent = 0
     try:

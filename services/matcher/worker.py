@@ -68,7 +68,10 @@ def run_one(settings: Settings) -> None:
         blobs=LocalBlobStore(settings.blob_root),
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
         sender_auth=SenderAuthConfig.from_settings(settings),
-        analyser=analyser,
+        analyse_all=analyser.analyse_all,
+        batch_size=settings.matcher_batch_size,
+        max_attempts=settings.process_max_attempts,
+        lease_seconds=settings.matcher_claim_seconds,
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
@@ -83,10 +86,12 @@ def run_one(settings: Settings) -> None:
     worker.start()
     log.info("worker.started", threads=settings.worker_threads)
     # At start, anything still waiting was accepted before this worker existed: no grace period.
-    sweep_safely(sessions, broker, grace_seconds=0)
+    sweep_safely(sessions, broker, grace_seconds=0, max_attempts=settings.process_max_attempts)
     webhooks.sweep_safely(grace_seconds=0)
     while not stop.wait(settings.sweep_interval_seconds):
-        sweep_safely(sessions, broker, grace_seconds=settings.sweep_grace_seconds)
+        sweep_safely(
+            sessions, broker, grace_seconds=settings.sweep_grace_seconds, max_attempts=settings.process_max_attempts
+        )
         webhooks.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
 
     log.info("worker.draining")
@@ -98,9 +103,11 @@ def run_one(settings: Settings) -> None:
     log.info("worker.stopped")
 
 
-def sweep_safely(sessions: sessionmaker[Session], broker: RedisBroker, *, grace_seconds: float) -> None:
+def sweep_safely(
+    sessions: sessionmaker[Session], broker: RedisBroker, *, grace_seconds: float, max_attempts: int
+) -> None:
     try:
-        sweep(sessions, broker, grace_seconds=grace_seconds)
+        sweep(sessions, broker, grace_seconds=grace_seconds, max_attempts=max_attempts)
     except Exception:
         log.exception("sweep.failed")
 

@@ -88,7 +88,13 @@ def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore,
 
     jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     [event] = wait_for(lambda: receiver.events("person.created"), what="person.created at the receiver")
-    assert event["data"] == {"person_id": jane["id"], "created_from": "api"}
+    assert event["data"] == {
+        "person_id": jane["id"],
+        "addresses": [],
+        "created_from": "api",
+        "created_by_rule": None,
+        "created_by_message_id": None,
+    }
     assert event["account_id"] == str(mail.tenant.account_id)
     assert event["_headers"]["Mailroom-Event"] == "person.created"
     assert event["_headers"]["Mailroom-Event-Id"] == event["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -363,6 +364,32 @@ def test_more_new_people_than_the_cap_holds_the_message_and_creates_none(
         assert session.scalars(select(Message).where(Message.account_id == quiet_tenant.account_id)).all() == []
 
 
+def test_the_people_cap_counts_all_originals_of_one_forward_together(
+    deliver: Callable[..., tuple[uuid.UUID, Outcome]], quiet_sessions: Sessions, quiet_tenant: Tenant
+) -> None:
+    # Two attached originals with two new people each: each is under the cap of 3, the forward is not.
+    set_account(quiet_sessions, quiet_tenant, max_people_per_message=3)
+    forward = make_mail(sender=quiet_tenant.user_email, to=[quiet_tenant.bcc_address], subject="Fwd: two threads")
+    for n in range(2):
+        forward.add_attachment(
+            make_mail(
+                sender=f"Writer {n} <writer{n}@client{n}.example>",
+                to=[quiet_tenant.user_email, f"colleague{n}@client{n}.example"],
+                subject=f"Thread {n}",
+                message_id=f"<cap-orig-{n}@client>",
+            )
+        )
+    inbound_id, outcome = deliver(forward)
+    assert outcome is Outcome.held
+    reason = inbound(quiet_sessions, inbound_id).hold_reason
+    assert reason is not None
+    assert "4 people" in reason
+    assert "at most 3" in reason
+    assert persons(quiet_sessions, quiet_tenant) == {}
+    with quiet_sessions() as session:
+        assert session.scalars(select(Message).where(Message.account_id == quiet_tenant.account_id)).all() == []
+
+
 def test_two_workers_meeting_the_same_new_address_create_one_person(
     matcher: Matcher, quiet_sessions: Sessions, quiet_tenant: Tenant
 ) -> None:
@@ -543,6 +570,44 @@ def test_a_contact_reply_without_references_is_placed_by_subject_in_either_order
     )
     assert deliver(later)[1] is Outcome.stored
     assert stored(quiet_sessions, quiet_tenant, "nr3@c").thread_id == placed.thread_id
+
+
+@pytest.mark.parametrize("order", ["user first", "contact first"])
+def test_a_contact_reply_with_only_outlooks_thread_index_finds_its_conversation(
+    deliver: Callable[..., tuple[uuid.UUID, Outcome]],
+    matcher: Matcher,
+    quiet_sessions: Sessions,
+    quiet_tenant: Tenant,
+    order: str,
+) -> None:
+    # Outlook keeps the first 22 bytes of Thread-Index for the whole conversation and appends 5 per reply. The
+    # reply has no References and a subject of its own: only the conversation id can place it.
+    root = bytes(range(30, 52))
+    mine = make_mail(
+        sender=quiet_tenant.user_email, to=["ines@client.example"], subject="Quote for 2027", message_id="<ti1@a>"
+    )
+    mine["Thread-Index"] = base64.b64encode(root).decode()
+    reply = make_mail(
+        sender="Ines <ines@client.example>",
+        to=[quiet_tenant.user_email],
+        cc=[quiet_tenant.bcc_address],
+        subject="Our numbers",
+        message_id="<ti2@c>",
+    )
+    reply["Thread-Index"] = base64.b64encode(root + b"\x05\x04\x03\x02\x01").decode()
+    if order == "user first":
+        deliver(mine)
+        reply_id, outcome = deliver(reply)
+        assert outcome is Outcome.stored
+    else:
+        reply_id, outcome = deliver(reply)
+        assert outcome is Outcome.held
+        deliver(mine)
+        assert inbound(quiet_sessions, reply_id).status == "received"  # released by the user's message
+        assert matcher.process(reply_id) is Outcome.stored
+    placed = stored(quiet_sessions, quiet_tenant, "ti2@c")
+    assert placed.kind == "contact"
+    assert placed.thread_id == stored(quiet_sessions, quiet_tenant, "ti1@a").thread_id
 
 
 @pytest.mark.parametrize("order", ["jane first", "both first"])

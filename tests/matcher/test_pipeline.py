@@ -77,7 +77,7 @@ def test_a_message_that_keeps_failing_ends_failed_with_its_reason(
 ) -> None:
     not_a_directory = tmp_path / "blobs"
     not_a_directory.write_text("a file where the blob store expects a directory")
-    matcher = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(not_a_directory))
+    matcher = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(not_a_directory), max_attempts=3)
     mail = make_mail(
         sender=quiet_tenant.user_email,
         to=["a@client.example"],
@@ -88,8 +88,8 @@ def test_a_message_that_keeps_failing_ends_failed_with_its_reason(
 
     for _ in range(2):
         with pytest.raises(OSError, match="Not a directory"):
-            handle_inbound_received(matcher, str(inbound_id), max_attempts=3)
-    handle_inbound_received(matcher, str(inbound_id), max_attempts=3)  # the last attempt does not raise
+            handle_inbound_received(matcher, str(inbound_id))
+    handle_inbound_received(matcher, str(inbound_id))  # the last attempt does not raise
 
     with quiet_sessions() as session:
         inbound = session.get_one(InboundMessage, inbound_id)

@@ -18,7 +18,7 @@ from services.api.deps import Caller
 from services.api.mailbox.service import get_thread, thread_visible
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
-from shared.events import Event, emit
+from shared.events import ThreadLinked, emit
 from shared.models import Deal, Disambiguation, Thread
 
 USER_CHOICE = "user-choice"
@@ -119,14 +119,13 @@ def link_thread(session: Session, caller: Caller, thread_id: uuid.UUID, deal_id:
     emit(
         session,
         caller.account_id,
-        Event.thread_linked,
-        {
-            "thread_id": thread.id,
-            "deal_id": deal_id,
-            "previous_deal_id": previous,
-            "deal_rule": thread.deal_rule,
-            "user_id": caller.user_id,
-        },
+        ThreadLinked(
+            thread_id=thread.id,
+            deal_id=deal_id,
+            previous_deal_id=previous,
+            deal_rule=thread.deal_rule,
+            user_id=caller.user_id,
+        ),
     )
     return thread
 

@@ -19,7 +19,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
 from services.api.provenance import stamp_created, stamp_updated
 from shared.addresses import normalize_address
-from shared.events import Event, emit
+from shared.events import PersonCreated, emit
 from shared.models import Organization, Person, PersonEmail
 
 
@@ -100,7 +100,15 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
     session.add(person)
     session.flush()
     add_emails(session, caller, person, [str(e) for e in body.emails])
-    emit(session, caller.account_id, Event.person_created, {"person_id": person.id, "created_from": "api"})
+    emit(
+        session,
+        caller.account_id,
+        PersonCreated(
+            person_id=person.id,
+            addresses=sorted({normalize_address(str(e)) for e in body.emails}),
+            created_from="api",
+        ),
+    )
     return person
 
 

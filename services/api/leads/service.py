@@ -28,7 +28,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
 from services.api.provenance import stamp_created, stamp_updated
 from shared.addresses import normalize_address
-from shared.events import Event, emit
+from shared.events import PersonCreated, emit
 from shared.locks import lock_names
 from shared.models import (
     Activity,
@@ -166,7 +166,15 @@ def convert_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lea
     stamp_updated(session, caller, lead)
     session.flush()
     if created_person:
-        emit(session, caller.account_id, Event.person_created, {"person_id": person_id, "created_from": "lead"})
+        emit(
+            session,
+            caller.account_id,
+            PersonCreated(
+                person_id=person_id,
+                addresses=[normalize_address(lead.email)] if lead.email else [],
+                created_from="lead",
+            ),
+        )
     return Conversion(lead, created_person, created_organization, converted_now=True)
 
 

@@ -44,6 +44,8 @@ class DealDecision:
     deal_id: uuid.UUID | None
     disambiguation_id: uuid.UUID | None = None
     asked_anew: bool = False  # the question was created (or re-opened) by this message
+    rule: str | None = None  # for a link: why
+    previous_deal_id: uuid.UUID | None = None  # for a link: the deal the thread had before
 
 
 def deal_from_subaddress(envelope_to: str) -> uuid.UUID | None:
@@ -102,9 +104,10 @@ def decide_deal(
             select(Deal).where(Deal.account_id == account_id, Deal.id == routed_deal_id, Deal.deleted_at.is_(None))
         ).one_or_none()
         if deal is not None:
+            previous_deal = thread.deal_id
             _link(thread, deal.id, RULE_SUB_ADDRESS, message_id)
             _settle_question(session, account_id, thread_id, "superseded")
-            return DealDecision(DealOutcome.linked, deal.id)
+            return DealDecision(DealOutcome.linked, deal.id, rule=RULE_SUB_ADDRESS, previous_deal_id=previous_deal)
     if thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED, RULE_SUB_ADDRESS):
         return DealDecision(DealOutcome.kept, thread.deal_id)
 
@@ -113,9 +116,10 @@ def decide_deal(
         [deal_id] = candidates
         if thread.deal_id == deal_id:
             return DealDecision(DealOutcome.kept, deal_id)
+        previous_deal = thread.deal_id
         _link(thread, deal_id, RULE_SINGLE_OPEN_DEAL, message_id)
         _settle_question(session, account_id, thread_id, "superseded")
-        return DealDecision(DealOutcome.linked, deal_id)
+        return DealDecision(DealOutcome.linked, deal_id, rule=RULE_SINGLE_OPEN_DEAL, previous_deal_id=previous_deal)
     if not candidates:
         # Its deal may have been won since: an earlier link stays, nothing new is inferred.
         return DealDecision(DealOutcome.kept if thread.deal_id else DealOutcome.none, thread.deal_id)

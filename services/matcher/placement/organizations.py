@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -14,6 +15,10 @@ from shared.models import Organization, OrganizationDomain, Person
 
 RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
 RULE_WORK_DOMAIN = "work-domain-of-participant"
+# Owners of domains a batch looked up once, (account, domain) → organization or None; only organizations that
+# existed before the transaction, so a savepoint that rolls back a new one cannot leave a stale entry behind (a
+# domain that gets one within the batch is found again by the locked re-read that creating one does).
+_OWNERS = "mailroom.domain_owners"
 
 
 def organization_name(domain: str) -> str:
@@ -36,7 +41,7 @@ def link_organizations(
     missing = sorted(candidates - set(owners))
     if missing and context.settings.create_organizations:
         lock_names(session, context.account_id, (f"organization-domain:{d}" for d in missing))
-        owners.update(_owners(session, context.account_id, set(missing)))
+        owners.update(_query_owners(session, context.account_id, set(missing)))
         for domain in missing:
             if domain in owners:
                 continue
@@ -69,7 +74,36 @@ def link_organizations(
     return involved
 
 
+def unowned_domains(session: Session, context: AccountContext, addresses: Iterable[str]) -> set[str]:
+    """The domains of these addresses that could get an organization and have none yet (what a batch may lock)."""
+    domains = {domain_of(a) for a in addresses}
+    candidates = {d for d in domains if d not in free_mail_domains() and d not in context.internal_domains}
+    if not candidates:
+        return set()
+    owners = _owners(session, context.account_id, candidates)
+    # Remembered for this transaction: the messages of the batch find their organizations without a query.
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID | None] = session.info.setdefault(_OWNERS, {})
+    cache.update(((context.account_id, domain), owners.get(domain)) for domain in candidates)
+    if not context.settings.create_organizations:
+        return set()
+    return candidates - set(owners)
+
+
 def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
+    cache: dict[tuple[uuid.UUID, str], uuid.UUID | None] = session.info.get(_OWNERS, {})
+    owners: dict[str, uuid.UUID] = {}
+    ask: set[str] = set()
+    for domain in domains:
+        if (account_id, domain) not in cache:
+            ask.add(domain)
+        elif (owner := cache[(account_id, domain)]) is not None:
+            owners[domain] = owner
+    if ask:
+        owners.update(_query_owners(session, account_id, ask))
+    return owners
+
+
+def _query_owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
     rows = session.execute(
         select(OrganizationDomain.domain, OrganizationDomain.organization_id)
         .join(Organization, Organization.id == OrganizationDomain.organization_id)

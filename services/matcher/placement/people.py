@@ -92,8 +92,9 @@ def create_missing(
     if not plan.missing:
         return created
     lock_names(session, context.account_id, (f"person-address:{a}" for a in plan.missing))
+    _forget(session, context.account_id, plan.missing)
     # Look again under the locks: whoever held them may have created some of these meanwhile.
-    known = _known(session, context.account_id, list(plan.missing))
+    known = _query_known(session, context.account_id, list(plan.missing))
     for canonical, address in sorted(plan.missing.items()):
         if canonical in known:
             person_id, deleted = known[canonical]
@@ -118,7 +119,46 @@ def create_missing(
     return created
 
 
+# What a batch looked up once for all its messages: (account, address) → (person, deleted), or None for "none then".
+_PREFETCHED = "mailroom.known_people"
+
+
+def prefetch_people(session: Session, wanted: dict[uuid.UUID, set[str]]) -> dict[uuid.UUID, set[str]]:
+    """Look up the persons of every address a batch mentions, per account, and remember the answers for this
+    transaction; returns the addresses that have no person yet (the ones a message may create)."""
+    cache: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, bool] | None] = session.info.setdefault(_PREFETCHED, {})
+    missing: dict[uuid.UUID, set[str]] = {}
+    for account_id, addresses in wanted.items():
+        known = _query_known(session, account_id, sorted(addresses))
+        for address in addresses:
+            cache[(account_id, address)] = known.get(address)
+        missing[account_id] = addresses - set(known)
+    return missing
+
+
 def _known(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dict[str, tuple[uuid.UUID, bool]]:
+    cache: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, bool] | None] = session.info.get(_PREFETCHED, {})
+    known: dict[str, tuple[uuid.UUID, bool]] = {}
+    ask: list[str] = []
+    for address in addresses:
+        key = (account_id, address)
+        if key not in cache:
+            ask.append(address)
+        elif (found := cache[key]) is not None:
+            known[address] = found
+    known.update(_query_known(session, account_id, ask))
+    return known
+
+
+def _forget(session: Session, account_id: uuid.UUID, addresses: Iterable[str]) -> None:
+    """Created (or possibly created) in this transaction: ask the database again next time, which also stays right
+    when the savepoint that created them rolls back."""
+    cache: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, bool] | None] = session.info.get(_PREFETCHED, {})
+    for address in addresses:
+        cache.pop((account_id, address), None)
+
+
+def _query_known(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dict[str, tuple[uuid.UUID, bool]]:
     if not addresses:
         return {}
     rows = session.execute(
