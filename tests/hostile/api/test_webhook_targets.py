@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.webhooks import WebhookSender, make_webhook_sender
 from shared.broker import make_broker
 from shared.db import transaction
-from shared.events import WebhookSettings, emit
+from shared.events import PersonCreated, WebhookSettings, emit
 from shared.models import WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
 from tests.conftest import Infra, new_tenant
@@ -110,7 +110,11 @@ def pending_delivery(sessions: sessionmaker[Session], url: str) -> uuid.UUID:
             WebhookSubscription(account_id=tenant.account_id, url=url, events=["person.created"], secret="whsec_t")
         )
         session.flush()
-        emit(session, tenant.account_id, "person.created", {"person_id": uuid.uuid4()})
+        emit(
+            session,
+            tenant.account_id,
+            PersonCreated(person_id=uuid.uuid4(), addresses=["kim@client.example"], created_from="api"),
+        )
     with transaction(sessions) as session:
         return session.scalars(select(WebhookDelivery.id).where(WebhookDelivery.account_id == tenant.account_id)).one()
 
