@@ -13,6 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from services.api.account.routes import router as account_router
 from services.api.chooser.routes import router as chooser_router
 from services.api.crm.routes import router as crm_router
+from services.api.custom_fields.routes import router as custom_fields_router
+from services.api.drafts.routes import router as drafts_router
 from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
 from services.api.mailbox.routes import router as mailbox_router
@@ -50,6 +52,8 @@ ROUTERS = (
     chooser_router,
     held_router,
     crm_router,
+    custom_fields_router,
+    drafts_router,
     webhooks_router,
 )
 

@@ -97,6 +97,13 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
     )
     ok(api.post("/v1/persons", json={"name": "Emits an event"}))
     delivery = ok(api.get(f"/v1/webhooks/{webhook['id']}/deliveries"))["data"][0]
+    draft = ok(api.post("/v1/drafts", json={"thread_id": thread_id, "body": "Thanks, Jane!"}))
+    custom_field = ok(
+        api.post(
+            "/v1/custom-fields",
+            json={"entity": "deal", "key": unique("plan").replace("-", "_"), "label": "Plan", "type": "text"},
+        )
+    )
     return World(
         ids={
             "user_id": user["id"],
@@ -115,6 +122,8 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
             "inbound_id": held_id,
             "webhook_id": webhook["id"],
             "delivery_id": delivery["id"],
+            "draft_id": draft["id"],
+            "field_id": custom_field["id"],
         }
     )
 
@@ -163,6 +172,16 @@ def sample_body(method: str, path: str, world: World) -> dict[str, Any] | None:
         ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): None,
         ("DELETE", "/v1/webhooks/{webhook_id}"): None,
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): None,
+        ("POST", "/v1/drafts"): {"thread_id": ids["thread_id"], "body": "Another reply"},
+        ("PATCH", "/v1/drafts/{draft_id}"): {"body": "Changed"},
+        ("DELETE", "/v1/drafts/{draft_id}"): None,
+        ("POST", "/v1/drafts/{draft_id}/submit"): None,
+        ("POST", "/v1/drafts/{draft_id}/approve"): None,
+        ("POST", "/v1/drafts/{draft_id}/reject"): {"reason": "not now"},
+        ("POST", "/v1/drafts/{draft_id}/retry"): None,
+        ("POST", "/v1/custom-fields"): {"entity": "person", "key": "walk_field", "label": "Walk", "type": "number"},
+        ("PATCH", "/v1/custom-fields/{field_id}"): {"label": "Renamed"},
+        ("DELETE", "/v1/custom-fields/{field_id}"): None,
     }
     if method == "GET":
         return None

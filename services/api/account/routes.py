@@ -26,6 +26,7 @@ class AccountSettingsPatch(BaseModel):
     create_organizations: bool | None = None
     internal_domains: list[str] | None = Field(default=None, max_length=500)
     blocklist: list[str] | None = Field(default=None, max_length=5000)
+    ask_before_sending: bool | None = None
 
 
 @router.get("", response_model=AccountOut)

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.api.crm.refs import reference
+from services.api.crm.refs import claim_external_id, reference
 from services.api.crm.schemas import PersonIn, PersonPatch
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
@@ -28,6 +29,7 @@ class PersonFilters:
     organization_id: uuid.UUID | None = None
     q: str | None = None
     include_deleted: bool = False
+    custom: Sequence[ColumnElement[bool]] = ()
 
 
 def list_persons(
@@ -48,6 +50,7 @@ def list_persons(
         query = query.where(Person.organization_id == filters.organization_id)
     if filters.q:
         query = query.where(Person.name.ilike("%" + escape_like(filters.q) + "%", escape="\\"))
+    query = query.where(*filters.custom)
     rows = session.scalars(paginate(query, Person.created_at, Person.id, cursor, limit)).all()
     return page_rows(rows, limit, lambda p: (p.created_at, p.id))
 
@@ -79,6 +82,8 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
         organization_id=reference(session, caller, Organization, body.organization_id, "organization_id"),
         created_from="api",
     )
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    claim_external_id(session, caller, person, body.external_id)
     session.add(person)
     session.flush()
     _add_emails(session, caller, person, [str(e) for e in body.emails])
@@ -107,6 +112,9 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
         )
         current = set(emails_of(session, [person])[person.id])
         _add_emails(session, caller, person, [a for a in wanted if a not in current])
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    if "external_id" in given:
+        claim_external_id(session, caller, person, body.external_id)
     return person
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from services.api.common import Page, sid
@@ -29,6 +29,7 @@ from services.api.crm.schemas import (
     StageOut,
     StagePatch,
 )
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import CurrentCaller, DbSession, filter_id, parse_id
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.models import Activity, Deal, Organization, Person, Pipeline, Stage
@@ -48,6 +49,7 @@ def _no_content() -> Response:
 
 @router.get("/persons", response_model=Page[PersonOut], tags=["persons"])
 def list_persons(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     cursor: Cursor = None,
@@ -57,8 +59,13 @@ def list_persons(
     q: Search = None,
     include_deleted: IncludeDeleted = False,
 ) -> Page[PersonOut]:
+    """Filter by custom fields with `custom.<key>=value`."""
     filters = persons.PersonFilters(
-        email=email, organization_id=filter_id(organization_id), q=q, include_deleted=include_deleted
+        email=email,
+        organization_id=filter_id(organization_id),
+        q=q,
+        include_deleted=include_deleted,
+        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.person, request.query_params),
     )
     rows, next_cursor = persons.list_persons(session, caller, filters, cursor, limit)
     return Page[PersonOut](data=_persons(session, rows), next_cursor=next_cursor)
@@ -104,6 +111,8 @@ def _persons(session: Session, rows: list[Person]) -> list[PersonOut]:
             created_by_message_id=sid(p.created_by_message_id),
             deleted_at=p.deleted_at,
             created_at=p.created_at,
+            custom_fields=p.custom_fields,
+            external_id=p.external_id,
         )
         for p in rows
     ]
@@ -114,6 +123,7 @@ def _persons(session: Session, rows: list[Person]) -> list[PersonOut]:
 
 @router.get("/organizations", response_model=Page[OrganizationOut], tags=["organizations"])
 def list_organizations(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     cursor: Cursor = None,
@@ -122,7 +132,15 @@ def list_organizations(
     q: Search = None,
     include_deleted: IncludeDeleted = False,
 ) -> Page[OrganizationOut]:
-    filters = organizations.OrganizationFilters(domain=domain, q=q, include_deleted=include_deleted)
+    """Filter by custom fields with `custom.<key>=value`."""
+    filters = organizations.OrganizationFilters(
+        domain=domain,
+        q=q,
+        include_deleted=include_deleted,
+        custom=custom_fields.filters(
+            session, caller.account_id, custom_fields.Entity.organization, request.query_params
+        ),
+    )
     rows, next_cursor = organizations.list_organizations(session, caller, filters, cursor, limit)
     return Page[OrganizationOut](data=_organizations(session, rows), next_cursor=next_cursor)
 
@@ -172,6 +190,8 @@ def _organizations(session: Session, rows: list[Organization]) -> list[Organizat
             created_by_message_id=sid(o.created_by_message_id),
             deleted_at=o.deleted_at,
             created_at=o.created_at,
+            custom_fields=o.custom_fields,
+            external_id=o.external_id,
         )
         for o in rows
     ]
@@ -260,6 +280,7 @@ def _stage(stage: Stage) -> StageOut:
 
 @router.get("/deals", response_model=Page[DealOut], tags=["deals"])
 def list_deals(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     cursor: Cursor = None,
@@ -276,6 +297,7 @@ def list_deals(
         pipeline_id=filter_id(pipeline_id),
         stage_id=filter_id(stage_id),
         status=status,
+        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.deal, request.query_params),
     )
     rows, next_cursor = deals.list_deals(session, caller, filters, cursor, limit)
     return Page[DealOut](data=[_deal(d) for d in rows], next_cursor=next_cursor)
@@ -320,6 +342,10 @@ def _deal(deal: Deal) -> DealOut:
         won_at=deal.won_at,
         lost_at=deal.lost_at,
         created_at=deal.created_at,
+        custom_fields=deal.custom_fields,
+        external_id=deal.external_id,
+        recurrence=deal.recurrence,  # type: ignore[arg-type]  # validated on the way in
+        recurs_from_deal_id=sid(deal.recurs_from_deal_id),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field
 
@@ -30,6 +30,18 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Position = Annotated[int, Field(ge=0, le=1_000_000)]
 DealStatusLiteral = Literal["open", "won", "lost"]
 Ref = Annotated[str, Field(max_length=100, description="An id of this account.")]
+CustomValues = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=200,
+        description="Values of the account's custom fields by key (see /v1/custom-fields); only the keys sent "
+        "change, null removes one.",
+    ),
+]
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=200, description="The record's id in another system; unique per account.")
+]
+Recurrence = Literal["monthly", "quarterly", "yearly"]
 
 
 # --- persons ---------------------------------------------------------------------------------------------------
@@ -40,6 +52,8 @@ class PersonIn(Schema):
     emails: list[EmailStr] = Field(default_factory=list, max_length=50)
     phone: Phone | None = None
     organization_id: Ref | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class PersonPatch(Schema):
@@ -47,6 +61,8 @@ class PersonPatch(Schema):
     emails: list[EmailStr] | None = Field(default=None, max_length=50, description="Replaces the list.")
     phone: Phone | None = None
     organization_id: Ref | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class PersonOut(BaseModel):
@@ -60,6 +76,8 @@ class PersonOut(BaseModel):
     created_by_message_id: str | None = Field(description="…and the message that made it.")
     deleted_at: datetime | None = Field(description="Deleted persons keep their history and are never re-created.")
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
 
 
 # --- organizations ---------------------------------------------------------------------------------------------
@@ -68,11 +86,15 @@ class PersonOut(BaseModel):
 class OrganizationIn(Schema):
     name: Name
     domains: list[Domain] = Field(default_factory=list, max_length=50)
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class OrganizationPatch(Schema):
     name: Name | None = None
     domains: list[Domain] | None = Field(default=None, max_length=50, description="Replaces the list.")
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class OrganizationOut(BaseModel):
@@ -84,6 +106,8 @@ class OrganizationOut(BaseModel):
     created_by_message_id: str | None
     deleted_at: datetime | None
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
 
 
 # --- pipelines -------------------------------------------------------------------------------------------------
@@ -135,6 +159,11 @@ class DealIn(Schema):
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
+    recurrence: Recurrence | None = Field(
+        default=None, description="Once won, the next deal of the series opens when its period comes due."
+    )
 
 
 class DealPatch(Schema):
@@ -147,6 +176,11 @@ class DealPatch(Schema):
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
+    recurrence: Recurrence | None = Field(
+        default=None, description="Once won, the next deal of the series opens when its period comes due."
+    )
 
 
 class DealOut(BaseModel):
@@ -163,6 +197,10 @@ class DealOut(BaseModel):
     won_at: datetime | None
     lost_at: datetime | None
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
+    recurrence: Recurrence | None
+    recurs_from_deal_id: str | None = Field(description="The deal of the series this one follows.")
 
 
 # --- activities ------------------------------------------------------------------------------------------------
