@@ -109,3 +109,9 @@ def rotate_bcc_address(session: Session, user: User) -> None:
 
 def bcc_address(user: User, bcc_domain: str) -> str:
     return f"{user.bcc_local_part}@{bcc_domain}"
+
+
+def tagged_bcc_address(bcc_local_part: str, bcc_domain: str, tag: str) -> str:
+    """A sub-address of a user's Smart-BCC address (`k3…+deal-<id>@…`): it reaches the same user (the gateway
+    ignores the tag) and the matcher files the mail under the tagged record."""
+    return f"{bcc_local_part}+{tag}@{bcc_domain}"

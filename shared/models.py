@@ -60,6 +60,18 @@ class Created:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class Provenance:
+    """Who made and who last changed a CRM record: an `Actor` (services/api/provenance.py) as JSON.
+
+    `{"kind": "user" | "integration" | "matcher", "user_id", "token_id", "name", "rule", "message_id"}`; one shape
+    for every record, so a client draws the same badge everywhere.
+    """
+
+    created_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    updated_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    updated_at: Mapped[datetime | None]
+
+
 def account_fk() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
 
@@ -100,6 +112,8 @@ class User(Id, Created, Base):
     name: Mapped[str | None] = mapped_column(String(200))
     # The random local part of the user's Smart-BCC address; globally unique because RCPT has no account yet.
     bcc_local_part: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of the secret in the user's iCalendar feed URL (shown once, like API tokens); None = no feed.
+    calendar_feed_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class UserAlias(Id, Created, Base):
@@ -180,6 +194,10 @@ class Thread(Id, Created, Base):
     # "shared" (everyone in the account) or "private" (only tokens of the users whose mail is in it, and
     # account-wide tokens).
     visibility: Mapped[str] = mapped_column(String(16), server_default="shared")
+    # Mail about a lead (sent to its `+lead-<id>` sub-address); stays when the lead is converted, for its history.
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("leads.id", ondelete="SET NULL", use_alter=True), index=True
+    )
 
 
 class ThreadParticipant(Base):
@@ -274,7 +292,7 @@ class Attachment(Id, Created, Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
-class Organization(Id, Created, Base):
+class Organization(Id, Created, Provenance, Base):
     __tablename__ = "organizations"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
@@ -302,7 +320,7 @@ class OrganizationDomain(Id, Base):
     domain: Mapped[str] = mapped_column(Text)
 
 
-class Person(Id, Created, Base):
+class Person(Id, Created, Provenance, Base):
     __tablename__ = "persons"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
@@ -348,7 +366,12 @@ class DealStatus(enum.StrEnum):
     lost = "lost"
 
 
-class Deal(Id, Created, Base):
+class DealVisibility(enum.StrEnum):
+    shared = "shared"  # whoever may see the deal's pipeline
+    private = "private"  # only its owner (and account-wide tokens)
+
+
+class Deal(Id, Created, Provenance, Base):
     __tablename__ = "deals"
     __table_args__ = (
         UniqueConstraint("account_id", "external_id"),
@@ -380,6 +403,10 @@ class Deal(Id, Created, Base):
     recurs_from_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     recurrence_anchor: Mapped[date | None]
     recurrence_index: Mapped[int | None] = mapped_column(Integer)
+    owner_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    visibility: Mapped[str] = mapped_column(String(16), server_default=DealVisibility.shared.value)
+    # A deleted deal stays as a tombstone with its events, activities, notes and mail links: its history is kept.
+    deleted_at: Mapped[datetime | None]
 
 
 class MessagePerson(Base):
@@ -417,6 +444,18 @@ class Pipeline(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
+    # False: every user of the account sees and edits its deals; True: only the users in pipeline_members.
+    restricted: Mapped[bool] = mapped_column(server_default=text("false"))
+
+
+class PipelineMember(Base):
+    """A user who may see and edit the deals of a restricted pipeline."""
+
+    __tablename__ = "pipeline_members"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Stage(Id, Created, Base):
@@ -428,9 +467,25 @@ class Stage(Id, Created, Base):
     pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
+    # Percent chance that a deal in this stage is won; weights the revenue forecast (none: counted in full).
+    probability: Mapped[int | None] = mapped_column(Integer)
 
 
-class Activity(Id, Created, Base):
+class ActivityType(Id, Created, Base):
+    """The activity types an account offers (call, meeting, …); the standard ones are added on first use."""
+
+    __tablename__ = "activity_types"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    key: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+    # Retired types stay for the activities that have them, but new activities cannot use them.
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+
+
+class Activity(Id, Created, Provenance, Base):
     """A call, meeting, task… on the timeline of the person, organization and deal it is linked to."""
 
     __tablename__ = "activities"
@@ -448,6 +503,10 @@ class Activity(Id, Created, Base):
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"), index=True)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    # The IANA zone the due time was given in ("Europe/Berlin"): calendars show it in that zone.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
 class DealEvent(Id, Created, Base):
@@ -461,6 +520,83 @@ class DealEvent(Id, Created, Base):
     # What changed, as {"field": {"from": …, "to": …}}, or the deal's fields at creation.
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class LeadStatus(enum.StrEnum):
+    new = "new"
+    in_progress = "in_progress"
+    qualified = "qualified"
+    converted = "converted"
+    lost = "lost"
+
+
+class Lead(Id, Created, Provenance, Base):
+    """Someone who may become a customer, before there is a contact and a deal; converting makes both, once."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        # A lead only ever produces one contact and one deal, whatever races the conversion.
+        UniqueConstraint("converted_deal_id"),
+        Index("ix_leads_account_id_email", "account_id", "email"),
+        UniqueConstraint("account_id", "external_id"),
+    )
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    name: Mapped[str] = mapped_column(Text)
+    company: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=LeadStatus.new.value)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    owner_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    converted_at: Mapped[datetime | None]
+    converted_person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    converted_organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL")
+    )
+    converted_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
+    deleted_at: Mapped[datetime | None]
+    # The id the lead has in the system it was imported from: re-importing the same file updates, never doubles.
+    external_id: Mapped[str | None] = mapped_column(Text)
+
+
+class Note(Id, Created, Provenance, Base):
+    """A note on a person, organization, deal and/or lead (a converted lead's notes gain its new records)."""
+
+    __tablename__ = "notes"
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    content: Mapped[str] = mapped_column(Text)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), index=True
+    )
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"), index=True)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+
+
+class OrganizationRelationKind(enum.StrEnum):
+    parent = "parent"  # `organization_id` is the parent of `related_organization_id`
+    related = "related"
+
+
+class OrganizationRelation(Id, Created, Base):
+    """Two organizations related to each other; stored once, shown from both sides."""
+
+    __tablename__ = "organization_relations"
+    __table_args__ = (
+        UniqueConstraint("account_id", "organization_id", "related_organization_id"),
+        Index("ix_organization_relations_related", "related_organization_id"),
+    )
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    related_organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class WebhookSubscription(Id, Created, Base):

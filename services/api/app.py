@@ -11,12 +11,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from services.api.account.routes import router as account_router
+from services.api.calendar.routes import router as calendar_router
 from services.api.chooser.routes import router as chooser_router
 from services.api.crm.routes import router as crm_router
 from services.api.custom_fields.routes import router as custom_fields_router
 from services.api.drafts.routes import router as drafts_router
 from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
+from services.api.leads.routes import router as leads_router
 from services.api.mailbox.routes import router as mailbox_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.timelines.routes import router as timelines_router
@@ -54,6 +56,8 @@ ROUTERS = (
     crm_router,
     custom_fields_router,
     drafts_router,
+    leads_router,
+    calendar_router,
     webhooks_router,
 )
 

@@ -37,6 +37,7 @@ class Caller:
     scope: TokenScope
     user_id: uuid.UUID | None  # set when the token acts for one user (and sees that user's private threads)
     token_id: uuid.UUID
+    token_name: str | None = None  # names an integration in "who set it" badges
 
     def allows(self, needed: TokenScope) -> bool:
         return _RANK[self.scope] >= _RANK[needed]
@@ -79,7 +80,11 @@ def get_caller(
     if token is None:
         raise Problem(401, "unauthorized", "Invalid token", "The token is unknown or was revoked.")
     caller = Caller(
-        account_id=token.account_id, scope=TokenScope(token.scope), user_id=token.user_id, token_id=token.id
+        account_id=token.account_id,
+        scope=TokenScope(token.scope),
+        user_id=token.user_id,
+        token_id=token.id,
+        token_name=token.name,
     )
     if request.method not in _SAFE_METHODS and not caller.allows(TokenScope.write):
         raise insufficient_scope(TokenScope.write)
@@ -97,6 +102,7 @@ def require_admin(caller: CurrentCaller) -> Caller:
 
 AdminCaller = Annotated[Caller, Depends(require_admin)]
 Blobs = Annotated[BlobStore, Depends(get_blobs)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
 Broker = Annotated[RedisBroker, Depends(get_broker)]
 
 

@@ -79,9 +79,9 @@ def test_person_validation(api: httpx.Client) -> None:
     assert _problem_fields(api.post("/v1/persons", json={"emails": ["x@y.example"]})) == {"name"}
     assert _problem_fields(api.post("/v1/persons", json={"name": "X", "emails": ["not an address"]})) == {"emails.0"}
     assert _problem_fields(api.post("/v1/persons", json={"name": ""})) == {"name"}
-    assert _problem_fields(api.post("/v1/persons", json={"name": "X", "organization_id": str(uuid.uuid4())})) == {
-        "organization_id"
-    }
+    assert _problem_fields(
+        api.post("/v1/persons", json={"name": "X", "phone": "+1 555 0100", "organization_id": str(uuid.uuid4())})
+    ) == {"organization_id"}
     assert _problem_fields(api.post("/v1/persons", json={"name": "X", "shoe_size": 44})) == {"shoe_size"}
     nul = api.post("/v1/persons", json={"name": "bad\u0000name"})
     assert nul.status_code == 422
@@ -121,7 +121,7 @@ def test_pipelines_with_ordered_stages(api: httpx.Client) -> None:
     assert names == ["Lead", "Negotiation", "Proposal", "Won"]
     assert api.patch(f"/v1/pipelines/{pipeline['id']}", json={"name": "Sales EU"}).json()["name"] == "Sales EU"
 
-    person = api.post("/v1/persons", json={"name": "Jane"}).json()
+    person = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     deal = api.post("/v1/deals", json={"title": "D", "person_id": person["id"], "stage_id": proposal["id"]}).json()
     assert deal["pipeline_id"] == pipeline["id"]
     assert api.delete(f"/v1/pipelines/{pipeline['id']}/stages/{proposal['id']}").status_code == 409
@@ -133,7 +133,7 @@ def test_pipelines_with_ordered_stages(api: httpx.Client) -> None:
 
 
 def test_deal_lifecycle_and_validation(api: httpx.Client) -> None:
-    person = api.post("/v1/persons", json={"name": "Jane"}).json()
+    person = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     organization = api.post("/v1/organizations", json={"name": "Acme"}).json()
     pipeline = api.post("/v1/pipelines", json={"name": "Sales", "stages": ["Lead", "Won"]}).json()
     other = api.post("/v1/pipelines", json={"name": "Other", "stages": ["X"]}).json()
@@ -186,7 +186,8 @@ def test_deal_lifecycle_and_validation(api: httpx.Client) -> None:
     types = [e["deal_event"]["type"] for e in events]
     assert sorted(types) == ["created", "stage_changed", "status_changed"]
     status_change = next(e["deal_event"] for e in events if e["deal_event"]["type"] == "status_changed")
-    assert status_change["data"] == {"status": {"from": "open", "to": "won"}}
+    assert status_change["data"]["status"] == {"from": "open", "to": "won"}
+    assert status_change["data"]["won_at"]["from"] is None
     assert status_change["deal_title"] == "Rollout"
     assert _problem_fields(api.patch(f"/v1/deals/{deal['id']}", json={"organization_id": None})) == {
         "person_id",
@@ -195,7 +196,7 @@ def test_deal_lifecycle_and_validation(api: httpx.Client) -> None:
 
 
 def test_activities_crud(api: httpx.Client) -> None:
-    person = api.post("/v1/persons", json={"name": "Jane"}).json()
+    person = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     created = api.post(
         "/v1/activities",
         json={"type": "meeting", "subject": "Demo", "due_at": "2026-12-01T10:00:00+01:00", "person_id": person["id"]},
@@ -216,7 +217,7 @@ def test_activities_crud(api: httpx.Client) -> None:
 
 
 def test_lists_page_without_duplicates_or_gaps(api: httpx.Client) -> None:
-    made = {api.post("/v1/persons", json={"name": f"P{n}"}).json()["id"] for n in range(7)}
+    made = {api.post("/v1/persons", json={"name": f"P{n}", "phone": "+1 555 0100"}).json()["id"] for n in range(7)}
     listed = collect(api, "/v1/persons", limit=2)
     assert [p["id"] for p in listed if p["id"] in made] == [p["id"] for p in listed]
     assert {p["id"] for p in listed} == made

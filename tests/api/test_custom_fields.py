@@ -24,7 +24,7 @@ def test_typed_values_on_deals_are_checked_and_filterable(api: httpx.Client) -> 
     _define(api, "deal", "seats", "number")
     _define(api, "deal", "renews_on", "date")
     _define(api, "deal", "notes", "text")
-    person = api.post("/v1/persons", json={"name": "Jane"}).json()
+    person = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
 
     pro = api.post(
         "/v1/deals",
@@ -81,7 +81,9 @@ def test_persons_and_organizations_carry_their_own_fields(api: httpx.Client) -> 
     _define(api, "organization", "industry", "option", ["Retail", "Software"])
     org = api.post("/v1/organizations", json={"name": "Shop", "custom_fields": {"industry": "Retail"}})
     assert org.status_code == 201, org.text
-    person = api.post("/v1/persons", json={"name": "Kim", "custom_fields": {"birthday": "1990-05-01"}}).json()
+    person = api.post(
+        "/v1/persons", json={"name": "Kim", "phone": "+1 555 0101", "custom_fields": {"birthday": "1990-05-01"}}
+    ).json()
     assert person["custom_fields"] == {"birthday": "1990-05-01"}
     # A person field is not an organization field.
     assert "custom_fields.birthday" in _errors(
@@ -97,7 +99,7 @@ def test_persons_and_organizations_carry_their_own_fields(api: httpx.Client) -> 
 
 def test_definitions_are_managed_and_deleting_one_removes_its_values(api: httpx.Client) -> None:
     field_id = _define(api, "deal", "tier", "option", ["A", "B"])
-    person = api.post("/v1/persons", json={"name": "Lee"}).json()
+    person = api.post("/v1/persons", json={"name": "Lee", "phone": "+1 555 0102"}).json()
     deal = api.post("/v1/deals", json={"title": "T", "person_id": person["id"], "custom_fields": {"tier": "A"}}).json()
 
     duplicate = api.post("/v1/custom-fields", json={"entity": "deal", "key": "tier", "label": "Tier", "type": "text"})
@@ -124,4 +126,6 @@ def test_external_ids_are_unique_per_kind_of_record(api: httpx.Client) -> None:
     taken = api.post("/v1/organizations", json={"name": "Two", "external_id": "crm-1"})
     assert taken.status_code == 409
     # Another kind of record may use the same external id.
-    assert api.post("/v1/persons", json={"name": "P", "external_id": "crm-1"}).status_code == 201
+    assert (
+        api.post("/v1/persons", json={"name": "P", "phone": "+1 555 0103", "external_id": "crm-1"}).status_code == 201
+    )

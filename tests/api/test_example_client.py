@@ -19,7 +19,7 @@ from tests.support.stack import REPO, Stack
 def test_example_client_lists_a_deal_timeline_and_resolves_a_disambiguation(
     api_stack: Stack, tenant: Tenant, api: httpx.Client, mail: MailStore
 ) -> None:
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     licences = api.post("/v1/deals", json={"title": "Licences", "person_id": jane["id"]}).json()
     support = api.post("/v1/deals", json={"title": "Support", "person_id": jane["id"]}).json()
     api.post("/v1/activities", json={"type": "call", "subject": "Pricing call", "deal_id": licences["id"]})

@@ -29,8 +29,10 @@ HOSTILE_HTML = (
 
 def test_threads_filter_by_person_organization_deal_user_date_and_text(api: httpx.Client, mail: MailStore) -> None:
     organization = api.post("/v1/organizations", json={"name": "Customer", "domains": ["customer.example"]}).json()
-    jane = api.post("/v1/persons", json={"name": "Jane", "organization_id": organization["id"]}).json()
-    bob = api.post("/v1/persons", json={"name": "Bob"}).json()
+    jane = api.post(
+        "/v1/persons", json={"name": "Jane", "phone": "+1 555 0100", "organization_id": organization["id"]}
+    ).json()
+    bob = api.post("/v1/persons", json={"name": "Bob", "phone": "+1 555 0100"}).json()
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
     colleague = api.post("/v1/users", json={"email": f"c.{uuid.uuid4().hex[:6]}@acme.example"}).json()
 
@@ -205,7 +207,9 @@ def test_attachment_downloads_are_safe_cacheable_and_resumable(api: httpx.Client
 
 def test_files_of_person_organization_and_deal(api: httpx.Client, mail: MailStore) -> None:
     organization = api.post("/v1/organizations", json={"name": "Customer"}).json()
-    jane = api.post("/v1/persons", json={"name": "Jane", "organization_id": organization["id"]}).json()
+    jane = api.post(
+        "/v1/persons", json={"name": "Jane", "phone": "+1 555 0100", "organization_id": organization["id"]}
+    ).json()
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
     thread = mail.thread("Docs")
     mail.message(thread, persons=[(jane["id"], "from")], attachments=[("a.pdf", "application/pdf", PDF)])
@@ -223,7 +227,7 @@ def test_files_of_person_organization_and_deal(api: httpx.Client, mail: MailStor
 
 
 def test_thread_deal_can_be_set_and_cleared(api: httpx.Client, mail: MailStore, stranger_api: httpx.Client) -> None:
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
     thread = mail.thread("Which deal?")
     mail.message(thread)
@@ -233,7 +237,10 @@ def test_thread_deal_can_be_set_and_cleared(api: httpx.Client, mail: MailStore, 
     assert (cleared["deal_id"], cleared["deal_rule"]) == (None, "user-declined")
     foreign_deal = stranger_api.post(
         "/v1/deals",
-        json={"title": "Theirs", "person_id": stranger_api.post("/v1/persons", json={"name": "X"}).json()["id"]},
+        json={
+            "title": "Theirs",
+            "person_id": stranger_api.post("/v1/persons", json={"name": "X", "phone": "+1 555 0100"}).json()["id"],
+        },
     ).json()
     refused = api.patch(f"/v1/threads/{thread}", json={"deal_id": foreign_deal["id"]})
     assert refused.status_code == 422

@@ -11,7 +11,9 @@ from tests.api.conftest import MailStore, collect
 
 def test_timelines_merge_mail_activities_and_deal_events_newest_first(api: httpx.Client, mail: MailStore) -> None:
     organization = api.post("/v1/organizations", json={"name": "Customer"}).json()
-    jane = api.post("/v1/persons", json={"name": "Jane", "organization_id": organization["id"]}).json()
+    jane = api.post(
+        "/v1/persons", json={"name": "Jane", "phone": "+1 555 0100", "organization_id": organization["id"]}
+    ).json()
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
     api.post(
         "/v1/activities",
@@ -51,7 +53,7 @@ def test_timelines_merge_mail_activities_and_deal_events_newest_first(api: httpx
 
 
 def test_timeline_pages_are_exact(api: httpx.Client, mail: MailStore) -> None:
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     thread = mail.thread("Many")
     same = datetime(2026, 2, 2, tzinfo=UTC)
     for n in range(5):
@@ -65,7 +67,7 @@ def test_timeline_pages_are_exact(api: httpx.Client, mail: MailStore) -> None:
 
 
 def test_resolving_a_disambiguation_links_the_whole_thread(api: httpx.Client, mail: MailStore) -> None:
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     first = api.post("/v1/deals", json={"title": "Licences", "person_id": jane["id"]}).json()
     second = api.post("/v1/deals", json={"title": "Support", "person_id": jane["id"]}).json()
     thread = mail.thread("Renewal")
@@ -104,7 +106,7 @@ def test_resolving_a_disambiguation_links_the_whole_thread(api: httpx.Client, ma
 
 
 def test_declining_every_candidate(api: httpx.Client, mail: MailStore) -> None:
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     deal = api.post("/v1/deals", json={"title": "Licences", "person_id": jane["id"]}).json()
     thread = mail.thread("Chit-chat")
     mail.message(thread)

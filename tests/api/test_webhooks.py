@@ -86,7 +86,7 @@ def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore,
     webhook = _subscribe(api, receiver, ["person.created", "thread.linked"])
     assert "secret" not in api.get(f"/v1/webhooks/{webhook['id']}").json()
 
-    jane = api.post("/v1/persons", json={"name": "Jane"}).json()
+    jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
     [event] = wait_for(lambda: receiver.events("person.created"), what="person.created at the receiver")
     assert event["data"] == {"person_id": jane["id"], "created_from": "api"}
     assert event["account_id"] == str(mail.tenant.account_id)
@@ -119,7 +119,7 @@ def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore,
     old_secret = receiver.secret
     receiver.secret = api.post(f"/v1/webhooks/{webhook['id']}/rotate-secret").json()["secret"]
     assert receiver.secret != old_secret
-    api.post("/v1/persons", json={"name": "After rotation"})
+    api.post("/v1/persons", json={"name": "After rotation", "phone": "+1 555 0100"})
     wait_for(lambda: len(receiver.events("person.created")) == 2, what="a delivery signed with the new secret")
 
 
@@ -128,7 +128,7 @@ def test_a_failing_receiver_gets_retries_then_a_redelivery(
 ) -> None:
     webhook = _subscribe(api, receiver, ["person.created"])
     receiver.failures_left = 1
-    api.post("/v1/persons", json={"name": "Retry me"})
+    api.post("/v1/persons", json={"name": "Retry me", "phone": "+1 555 0100"})
 
     def delivered() -> dict[str, Any] | None:
         [delivery] = api.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()["data"]
@@ -141,7 +141,7 @@ def test_a_failing_receiver_gets_retries_then_a_redelivery(
 
     # Every attempt fails: the delivery ends `failed` after the bounded number of attempts, nothing more is sent.
     receiver.failures_left = 100
-    api.post("/v1/persons", json={"name": "Doomed"})
+    api.post("/v1/persons", json={"name": "Doomed", "phone": "+1 555 0100"})
 
     def failed() -> dict[str, Any] | None:
         deliveries = api.get(f"/v1/webhooks/{webhook['id']}/deliveries", params={"status": "failed"}).json()["data"]
@@ -172,7 +172,7 @@ def test_subscription_management_and_validation(api: httpx.Client, receiver: Rec
     assert api.post("/v1/webhooks", json={"url": receiver.url, "events": []}).status_code == 422
     paused = api.patch(f"/v1/webhooks/{webhook['id']}", json={"active": False, "events": ["person.created"]}).json()
     assert (paused["active"], paused["events"]) == (False, ["person.created"])
-    api.post("/v1/persons", json={"name": "Nobody listens"})
+    api.post("/v1/persons", json={"name": "Nobody listens", "phone": "+1 555 0100"})
     assert api.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()["data"] == []
     assert [w["id"] for w in api.get("/v1/webhooks").json()["data"]] == [webhook["id"]]
     assert api.delete(f"/v1/webhooks/{webhook['id']}").status_code == 204

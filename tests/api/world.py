@@ -6,7 +6,9 @@ sample request for fails those walks, so adding a route means saying here how to
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,11 @@ def app_routes() -> list[tuple[str, str]]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def unique_key(prefix: str) -> str:
+    """Unique, in the alphabet of activity type keys (lowercase letters and underscores)."""
+    return prefix + "_" + "".join(random.choices(string.ascii_lowercase, k=12))
 
 
 @dataclass
@@ -82,6 +89,16 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
             json={"type": "call", "subject": "Intro call", "person_id": person["id"], "deal_id": deal["id"]},
         )
     )
+    other_organization = ok(api.post("/v1/organizations", json={"name": "Customer Holding"}))
+    relation = ok(
+        api.post(
+            f"/v1/organizations/{organization['id']}/relations",
+            json={"organization_id": other_organization["id"], "type": "parent"},
+        )
+    )
+    lead = ok(api.post("/v1/leads", json={"name": "Lee Lead", "email": f"{unique('lee')}@prospect.example"}))
+    note = ok(api.post("/v1/notes", json={"content": "Prefers e-mail", "deal_id": deal["id"], "lead_id": lead["id"]}))
+    activity_type = ok(api.post("/v1/activity-types", json={"key": unique_key("demo"), "name": "Demo"}))
     thread_id = mail.thread("Rollout plan", deal_id=deal["id"], deal_rule="single-open-deal")
     message_id = mail.message(
         thread_id,
@@ -95,7 +112,7 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
     webhook = ok(
         api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["person.created"], "active": True})
     )
-    ok(api.post("/v1/persons", json={"name": "Emits an event"}))
+    ok(api.post("/v1/persons", json={"name": "Emits an event", "phone": "+1 555 0100"}))
     delivery = ok(api.get(f"/v1/webhooks/{webhook['id']}/deliveries"))["data"][0]
     draft = ok(api.post("/v1/drafts", json={"thread_id": thread_id, "body": "Thanks, Jane!"}))
     custom_field = ok(
@@ -115,6 +132,10 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
             "stage_id": pipeline["stages"][0]["id"],
             "deal_id": deal["id"],
             "activity_id": activity["id"],
+            "relation_id": relation["id"],
+            "lead_id": lead["id"],
+            "note_id": note["id"],
+            "type_key": activity_type["key"],
             "thread_id": thread_id,
             "message_id": message_id,
             "attachment_id": attachment["id"],
@@ -167,6 +188,23 @@ def sample_body(method: str, path: str, world: World) -> dict[str, Any] | None:
         ("POST", "/v1/activities"): {"type": "call", "subject": "New", "deal_id": ids["deal_id"]},
         ("PATCH", "/v1/activities/{activity_id}"): {"done": True, "person_id": ids["person_id"]},
         ("DELETE", "/v1/activities/{activity_id}"): None,
+        ("POST", "/v1/organizations/{organization_id}/relations"): {
+            "organization_id": ids["organization_id"],
+            "type": "related",
+        },
+        ("DELETE", "/v1/organizations/{organization_id}/relations/{relation_id}"): None,
+        ("PUT", "/v1/pipelines/{pipeline_id}/access"): {"restricted": False, "member_user_ids": [ids["user_id"]]},
+        ("POST", "/v1/activity-types"): {"key": unique_key("new"), "name": "New type"},
+        ("PATCH", "/v1/activity-types/{type_key}"): {"name": "Renamed"},
+        ("POST", "/v1/notes"): {"content": "New note", "deal_id": ids["deal_id"]},
+        ("PATCH", "/v1/notes/{note_id}"): {"content": "Changed"},
+        ("DELETE", "/v1/notes/{note_id}"): None,
+        ("POST", "/v1/leads"): {"name": "New lead", "phone": "+1 555 0101"},
+        ("PATCH", "/v1/leads/{lead_id}"): {"status": "in_progress", "owner_user_id": ids["user_id"]},
+        ("DELETE", "/v1/leads/{lead_id}"): None,
+        ("POST", "/v1/leads/{lead_id}/convert"): {"pipeline_id": ids["pipeline_id"]},
+        ("POST", "/v1/calendar-feeds"): {"user_id": ids["user_id"]},
+        ("DELETE", "/v1/calendar-feeds/{user_id}"): None,
         ("POST", "/v1/webhooks"): {"url": "http://127.0.0.1:9/other", "events": ["message.stored"]},
         ("PATCH", "/v1/webhooks/{webhook_id}"): {"description": "changed"},
         ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): None,
@@ -197,4 +235,5 @@ LIST_FILTERS = (
     "thread_id",
     "pipeline_id",
     "stage_id",
+    "lead_id",
 )

@@ -1,4 +1,4 @@
-"""Activities: calls, meetings, tasks… linked to a person, organization and/or deal."""
+"""Activities: calls, meetings, tasks… linked to a person, organization, deal and/or lead, on a user's calendar."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.api.access import deal_id_visible
+from services.api.crm.activity_types import require_active_type
 from services.api.crm.refs import reference
 from services.api.crm.schemas import ActivityIn, ActivityPatch
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import invalid, not_found
-from shared.models import Activity, Deal, Organization, Person, User
+from services.api.provenance import stamp_created, stamp_updated
+from shared.models import Activity, Deal, Lead, Organization, Person, User
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class ActivityFilters:
     person_id: uuid.UUID | None = None
     organization_id: uuid.UUID | None = None
     deal_id: uuid.UUID | None = None
+    lead_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     done: bool | None = None
     type: str | None = None
@@ -30,11 +34,12 @@ class ActivityFilters:
 def list_activities(
     session: Session, caller: Caller, filters: ActivityFilters, cursor: str | None, limit: int
 ) -> tuple[list[Activity], str | None]:
-    query = select(Activity).where(Activity.account_id == caller.account_id)
+    query = select(Activity).where(Activity.account_id == caller.account_id, deal_id_visible(caller, Activity.deal_id))
     for column, value in (
         (Activity.person_id, filters.person_id),
         (Activity.organization_id, filters.organization_id),
         (Activity.deal_id, filters.deal_id),
+        (Activity.lead_id, filters.lead_id),
         (Activity.user_id, filters.user_id),
     ):
         if value is not None:
@@ -48,16 +53,23 @@ def list_activities(
 
 
 def get_activity(session: Session, caller: Caller, activity_id: uuid.UUID, *, for_update: bool = False) -> Activity:
-    query = select(Activity).where(Activity.account_id == caller.account_id, Activity.id == activity_id)
-    activity = session.scalars(query.with_for_update() if for_update else query).one_or_none()
+    query = select(Activity).where(
+        Activity.account_id == caller.account_id,
+        Activity.id == activity_id,
+        deal_id_visible(caller, Activity.deal_id),
+    )
+    activity = session.scalars(query.with_for_update(of=Activity) if for_update else query).one_or_none()
     if activity is None:
         raise not_found("Activity")
     return activity
 
 
 def create_activity(session: Session, caller: Caller, body: ActivityIn) -> Activity:
-    activity = Activity(account_id=caller.account_id, type=body.type, subject=body.subject, done=False)
-    _apply(session, caller, activity, body, body.model_fields_set | {"done"})
+    activity = Activity(
+        account_id=caller.account_id, type=body.type, subject=body.subject, done=False, user_id=caller.user_id
+    )
+    _apply(session, caller, activity, body, body.model_fields_set | {"done", "type"})
+    stamp_created(session, caller, activity)
     session.add(activity)
     session.flush()
     session.refresh(activity)  # times as stored (normalized to UTC), the same as a later GET shows
@@ -67,6 +79,7 @@ def create_activity(session: Session, caller: Caller, body: ActivityIn) -> Activ
 def update_activity(session: Session, caller: Caller, activity_id: uuid.UUID, body: ActivityPatch) -> Activity:
     activity = get_activity(session, caller, activity_id, for_update=True)
     _apply(session, caller, activity, body, body.model_fields_set)
+    stamp_updated(session, caller, activity)
     session.flush()
     session.refresh(activity)
     return activity
@@ -85,7 +98,9 @@ def _apply(
             if value is None:
                 raise invalid(field, "must not be null")
             setattr(activity, field, value)
-    for field in ("note", "due_at"):
+    if "type" in given and body.type is not None:
+        require_active_type(session, caller, body.type)
+    for field in ("note", "due_at", "time_zone", "duration_minutes"):
         if field in given:
             setattr(activity, field, getattr(body, field))
     if "done" in given:
@@ -101,6 +116,7 @@ def _apply(
         ("person_id", Person),
         ("organization_id", Organization),
         ("deal_id", Deal),
+        ("lead_id", Lead),
     )
     for field, model in references:
         if field in given:

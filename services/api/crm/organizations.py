@@ -19,6 +19,7 @@ from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
+from services.api.provenance import stamp_created, stamp_updated
 from shared.models import Organization, OrganizationDomain
 
 
@@ -77,6 +78,7 @@ def create_organization(session: Session, caller: Caller, body: OrganizationIn) 
     organization = Organization(account_id=caller.account_id, name=body.name, created_from="api")
     custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
     claim_external_id(session, caller, organization, body.external_id)
+    stamp_created(session, caller, organization)
     session.add(organization)
     session.flush()
     _add_domains(session, caller, organization, body.domains)
@@ -106,6 +108,7 @@ def update_organization(
     custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, organization, body.external_id)
+    stamp_updated(session, caller, organization)
     return organization
 
 
@@ -114,6 +117,7 @@ def delete_organization(session: Session, caller: Caller, organization_id: uuid.
     organization = get_organization(session, caller, organization_id, for_update=True)
     if organization.deleted_at is None:
         organization.deleted_at = datetime.now(UTC)
+        stamp_updated(session, caller, organization)
 
 
 def _add_domains(session: Session, caller: Caller, organization: Organization, domains: list[str]) -> None:

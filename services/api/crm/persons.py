@@ -17,7 +17,8 @@ from services.api.crm.schemas import PersonIn, PersonPatch
 from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
-from services.api.problems import conflict, invalid, not_found
+from services.api.problems import Problem, conflict, invalid, not_found
+from services.api.provenance import stamp_created, stamp_updated
 from shared.addresses import normalize_address
 from shared.events import Event, emit
 from shared.models import Organization, Person, PersonEmail
@@ -74,7 +75,23 @@ def emails_of(session: Session, persons: Sequence[Person]) -> dict[uuid.UUID, li
     return emails
 
 
+def needs_email_or_phone(what: str, email_field: str) -> Problem:
+    """The help pages' rule for contacts and leads: someone you cannot reach is not worth a record."""
+    return Problem(
+        422,
+        "validation",
+        "The request is not valid",
+        f"Can't save {what}: it needs at least an email or a phone number.",
+        errors=[
+            {"field": email_field, "message": "an email or a phone number is required"},
+            {"field": "phone", "message": "an email or a phone number is required"},
+        ],
+    )
+
+
 def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
+    if not body.emails and not body.phone:
+        raise needs_email_or_phone("a person", "emails")
     person = Person(
         account_id=caller.account_id,
         name=body.name,
@@ -84,9 +101,10 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
     )
     custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
     claim_external_id(session, caller, person, body.external_id)
+    stamp_created(session, caller, person)
     session.add(person)
     session.flush()
-    _add_emails(session, caller, person, [str(e) for e in body.emails])
+    add_emails(session, caller, person, [str(e) for e in body.emails])
     emit(session, caller.account_id, Event.person_created, {"person_id": person.id, "created_from": "api"})
     return person
 
@@ -111,10 +129,13 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
             delete(PersonEmail).where(PersonEmail.person_id == person.id, PersonEmail.address.not_in(wanted))
         )
         current = set(emails_of(session, [person])[person.id])
-        _add_emails(session, caller, person, [a for a in wanted if a not in current])
+        add_emails(session, caller, person, [a for a in wanted if a not in current])
+    if not person.phone and not emails_of(session, [person])[person.id]:
+        raise needs_email_or_phone("this person", "emails")
     custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, person, body.external_id)
+    stamp_updated(session, caller, person)
     return person
 
 
@@ -123,9 +144,10 @@ def delete_person(session: Session, caller: Caller, person_id: uuid.UUID) -> Non
     person = get_person(session, caller, person_id, for_update=True)
     if person.deleted_at is None:
         person.deleted_at = datetime.now(UTC)
+        stamp_updated(session, caller, person)
 
 
-def _add_emails(session: Session, caller: Caller, person: Person, addresses: list[str]) -> None:
+def add_emails(session: Session, caller: Caller, person: Person, addresses: list[str]) -> None:
     for address in dict.fromkeys(normalize_address(a) for a in addresses):
         inserted = session.execute(
             insert(PersonEmail)

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
+from services.api.access import deal_id_visible, deal_visible
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import not_found
@@ -25,12 +26,14 @@ from shared.models import (
     Attachment,
     Deal,
     InboundMessage,
+    Lead,
     Message,
     MessagePerson,
     Organization,
     Person,
     PersonEmail,
     Thread,
+    ThreadParticipant,
 )
 
 
@@ -38,18 +41,20 @@ class Owner(enum.StrEnum):
     person = "person"
     organization = "organization"
     deal = "deal"
+    lead = "lead"
 
 
 # --- visibility ------------------------------------------------------------------------------------------------
 
 
 def thread_visible(caller: Caller) -> ColumnElement[bool]:
-    """Private threads are seen by account-wide tokens and by tokens of the users whose mail is in them."""
+    """Account-wide tokens see every thread; a user's token sees the threads with the user's own mail, and the
+    shared threads that are not linked to a deal hidden from the user (private, or in a pipeline not theirs)."""
     if caller.user_id is None:
         return true()
     own = aliased(Message)
     return or_(
-        Thread.visibility == "shared",
+        and_(Thread.visibility == "shared", deal_id_visible(caller, Thread.deal_id)),
         exists().where(own.thread_id == Thread.id, own.user_id == caller.user_id),
     )
 
@@ -77,19 +82,40 @@ def messages_of(caller: Caller, owner: Owner, owner_id: uuid.UUID) -> ColumnElem
             .where(MessagePerson.account_id == account_id, Person.organization_id == owner_id)
         )
         return Message.id.in_(linked) & message_visible(caller)
+    if owner is Owner.lead:
+        return Message.thread_id.in_(lead_threads(account_id, owner_id)) & message_visible(caller)
     threads = select(Thread.id).where(Thread.account_id == account_id, Thread.deal_id == owner_id)
     return Message.thread_id.in_(threads) & message_visible(caller)
 
 
+def lead_threads(account_id: uuid.UUID, lead_id: uuid.UUID) -> CompoundSelect[uuid.UUID]:
+    """A lead's threads: mailed to its `+lead-<id>` sub-address, or with its address among the participants."""
+    address = select(Lead.email).where(Lead.account_id == account_id, Lead.id == lead_id).scalar_subquery()
+    return (
+        select(Thread.id)
+        .where(Thread.account_id == account_id, Thread.lead_id == lead_id)
+        .union(
+            select(ThreadParticipant.thread_id).where(
+                ThreadParticipant.account_id == account_id, ThreadParticipant.address == address
+            )
+        )
+    )
+
+
 def require_owner(session: Session, caller: Caller, owner: Owner, owner_id: uuid.UUID) -> None:
-    """404 unless the person / organization / deal is the caller's (deleted ones keep their history)."""
-    models: dict[Owner, type[Person] | type[Organization] | type[Deal]] = {
+    """404 unless the person / organization / deal / lead is the caller's (deleted ones keep their history) and,
+    for a deal, one the caller may see."""
+    models: dict[Owner, type[Person] | type[Organization] | type[Deal] | type[Lead]] = {
         Owner.person: Person,
         Owner.organization: Organization,
         Owner.deal: Deal,
+        Owner.lead: Lead,
     }
     model = models[owner]
-    found = session.scalar(select(model.id).where(model.account_id == caller.account_id, model.id == owner_id))
+    query = select(model.id).where(model.account_id == caller.account_id, model.id == owner_id)
+    if owner is Owner.deal:
+        query = query.where(deal_visible(caller))
+    found = session.scalar(query)
     if found is None:
         raise not_found(owner.value.capitalize())
 

@@ -12,8 +12,9 @@ from services.api.deps import CurrentCaller, DbSession, parse_id
 from services.api.mailbox.service import Owner
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.problems import ProblemDetail
+from services.api.provenance import actor_out
 from services.api.timelines import service
-from services.api.timelines.schemas import ActivityEntry, DealEventEntry, MessageEntry, TimelineEntry
+from services.api.timelines.schemas import ActivityEntry, DealEventEntry, MessageEntry, NoteEntry, TimelineEntry
 from services.api.timelines.service import TimelinePage
 
 router = APIRouter(prefix="/v1", tags=["timelines"])
@@ -34,11 +35,18 @@ def _timeline(owner: Owner) -> Callable[..., Page[TimelineEntry]]:
 
     # Named after the owner in the path (`person_id`…); set here because the name is only known at run time.
     timeline.__annotations__["owner_id"] = Annotated[str, Path(alias=f"{owner.value}_id")]
-    timeline.__doc__ = f"The {owner.value}'s e-mail, activities and deal events, newest first."
+    timeline.__doc__ = (
+        f"The {owner.value}'s e-mail, activities, notes and deal events, newest first; each with who made it."
+    )
     return timeline
 
 
-for _owner, _path in ((Owner.person, "persons"), (Owner.organization, "organizations"), (Owner.deal, "deals")):
+for _owner, _path in (
+    (Owner.person, "persons"),
+    (Owner.organization, "organizations"),
+    (Owner.deal, "deals"),
+    (Owner.lead, "leads"),
+):
     router.add_api_route(
         f"/{_path}/{{{_owner.value}_id}}/timeline",
         _timeline(_owner),
@@ -79,6 +87,19 @@ def _entries(found: TimelinePage) -> list[TimelineEntry]:
                 person_id=sid(a.person_id),
                 organization_id=sid(a.organization_id),
                 deal_id=sid(a.deal_id),
+                lead_id=sid(a.lead_id),
+                created_by=actor_out(a.created_by),
+            )
+        elif row.kind == "note":
+            n = found.notes[row.id]
+            entry.note = NoteEntry(
+                id=str(n.id),
+                content=n.content,
+                person_id=sid(n.person_id),
+                organization_id=sid(n.organization_id),
+                deal_id=sid(n.deal_id),
+                lead_id=sid(n.lead_id),
+                created_by=actor_out(n.created_by),
             )
         else:
             e = found.events[row.id]
@@ -89,6 +110,7 @@ def _entries(found: TimelinePage) -> list[TimelineEntry]:
                 type=e.type,
                 data=e.data,
                 user_id=sid(e.user_id),
+                actor=actor_out(e.actor),
             )
         entries.append(entry)
     return entries

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress
+from services.api.provenance import Actor
 
 
 class MessageEntry(BaseModel):
@@ -29,6 +30,18 @@ class ActivityEntry(BaseModel):
     person_id: str | None
     organization_id: str | None
     deal_id: str | None
+    lead_id: str | None
+    created_by: Actor | None
+
+
+class NoteEntry(BaseModel):
+    id: str
+    content: str
+    person_id: str | None
+    organization_id: str | None
+    deal_id: str | None
+    lead_id: str | None
+    created_by: Actor | None
 
 
 class DealEventEntry(BaseModel):
@@ -38,12 +51,14 @@ class DealEventEntry(BaseModel):
     type: str
     data: dict[str, Any]
     user_id: str | None
+    actor: Actor | None = Field(description="Who did it.")
 
 
 class TimelineEntry(BaseModel):
-    kind: Literal["message", "activity", "deal_event"]
+    kind: Literal["message", "activity", "note", "deal_event"]
     id: str
-    at: datetime = Field(description="When it happened: sent time, due time (or creation), event time.")
+    at: datetime = Field(description="When it happened: sent time, due time (or creation), note or event time.")
     message: MessageEntry | None = None
     activity: ActivityEntry | None = None
+    note: NoteEntry | None = None
     deal_event: DealEventEntry | None = None

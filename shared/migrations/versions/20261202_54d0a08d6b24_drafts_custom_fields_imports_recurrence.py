@@ -1,8 +1,8 @@
-"""drafts custom fields imports recurrence
+"""drafts, custom fields, external ids for imports, recurring deals, stage probabilities
 
 Revision ID: 54d0a08d6b24
-Revises: 1d95b4439780
-Create Date: 2026-12-02 14:51:36.060128
+Revises: 6787c6e90a2a
+Create Date: 2026-12-02 15:03:39.166189
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "54d0a08d6b24"
-down_revision: str | None = "1d95b4439780"
+down_revision: str | None = "6787c6e90a2a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -135,6 +135,8 @@ def upgrade() -> None:
         ["id"],
         ondelete="SET NULL",
     )
+    op.add_column("leads", sa.Column("external_id", sa.Text(), nullable=True))
+    op.create_unique_constraint(op.f("uq_leads_account_id_external_id"), "leads", ["account_id", "external_id"])
     op.add_column(
         "organizations",
         sa.Column(
@@ -159,15 +161,19 @@ def upgrade() -> None:
     )
     op.add_column("persons", sa.Column("external_id", sa.Text(), nullable=True))
     op.create_unique_constraint(op.f("uq_persons_account_id_external_id"), "persons", ["account_id", "external_id"])
+    op.add_column("stages", sa.Column("probability", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("stages", "probability")
     op.drop_constraint(op.f("uq_persons_account_id_external_id"), "persons", type_="unique")
     op.drop_column("persons", "external_id")
     op.drop_column("persons", "custom_fields")
     op.drop_constraint(op.f("uq_organizations_account_id_external_id"), "organizations", type_="unique")
     op.drop_column("organizations", "external_id")
     op.drop_column("organizations", "custom_fields")
+    op.drop_constraint(op.f("uq_leads_account_id_external_id"), "leads", type_="unique")
+    op.drop_column("leads", "external_id")
     op.drop_constraint(op.f("fk_deals_recurs_from_deal_id_deals"), "deals", type_="foreignkey")
     op.drop_constraint(op.f("uq_deals_account_id_recurs_from_deal_id"), "deals", type_="unique")
     op.drop_constraint(op.f("uq_deals_account_id_external_id"), "deals", type_="unique")
