@@ -23,6 +23,7 @@ from services.api.mailbox.routes import router as mailbox_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
+from services.api.transfer.routes import router as transfer_router
 from services.api.users.routes import router as users_router
 from services.api.webhooks.routes import router as webhooks_router
 from shared.blobstore import LocalBlobStore
@@ -56,6 +57,7 @@ ROUTERS = (
     crm_router,
     custom_fields_router,
     drafts_router,
+    transfer_router,
     leads_router,
     calendar_router,
     webhooks_router,

@@ -53,7 +53,7 @@ def reference(session: Session, caller: Caller, model: Referable, value: str | N
 
 
 def claim_external_id(
-    session: Session, caller: Caller, record: Person | Organization | Deal, value: str | None
+    session: Session, caller: Caller, record: Person | Organization | Deal | Lead, value: str | None
 ) -> None:
     """Give `record` the external id `value`, which no other record of its kind in the account may have."""
     model = type(record)
