@@ -18,6 +18,9 @@ class AccountSettings(BaseModel):
     blocklist: list[str] = Field(default_factory=list)
     # Drafts written by teammates or integrations wait for the thread owner's approval before they are sent.
     ask_before_sending: bool = True
+    # Domains whose mail counts as the users' own even when it does not authenticate (SPF/DKIM aligned with From):
+    # a legacy server that cannot sign. Empty: mail claiming a user must authenticate (MAILROOM_REQUIRE_SENDER_AUTH).
+    unauthenticated_sender_domains: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> AccountSettings:

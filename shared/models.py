@@ -126,6 +126,10 @@ class UserAlias(Id, Created, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(Text)
     verified_at: Mapped[datetime | None]
+    # Verification by mail: the SHA-256 of the secret sent to the address (the secret itself is never stored),
+    # and when it was sent (it expires).
+    confirmation_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    confirmation_sent_at: Mapped[datetime | None]
 
 
 class InboundStatus(enum.StrEnum):
@@ -162,6 +166,8 @@ class InboundMessage(Id, Base):
     envelope_from: Mapped[str] = mapped_column(Text)
     envelope_to: Mapped[str] = mapped_column(Text)
     peer: Mapped[str | None] = mapped_column(Text)
+    # The name the client gave in HELO/EHLO: SPF checks it when the envelope sender is empty (bounces).
+    helo: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -174,6 +180,10 @@ class InboundMessage(Id, Base):
     held_references: Mapped[list[str] | None] = mapped_column(postgresql.ARRAY(Text))
     processed_at: Mapped[datetime | None]
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
+    # Sender authentication as checked on first processing (see services.matcher.authentication), kept so that a
+    # retry or a reprocess decides on the same facts: "pass", "fail" or "none", and the details.
+    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    auth_results: Mapped[dict[str, Any] | None]
 
 
 class Thread(Id, Created, Base):
@@ -276,6 +286,9 @@ class Message(Id, Created, Base):
     forwarded_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     forwarded_at: Mapped[datetime | None]
     forward_confidence: Mapped[float | None] = mapped_column(Float)
+    # Sender authentication of the mail that brought this message (copied from its inbound row).
+    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    auth_results: Mapped[dict[str, Any] | None]
 
 
 class Attachment(Id, Created, Base):

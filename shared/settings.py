@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,6 +56,31 @@ class Settings(BaseSettings):
     # A claimed delivery whose worker died becomes due again after this long.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # Sender authentication (SPF, DKIM, DMARC alignment) and outbound mail. Mail whose From claims a user or a
+    # verified alias counts as sent by that user only when it authenticates for its From domain; otherwise it is
+    # held as possibly forged. Turning verification off (no DNS at all) requires turning the requirement off too.
+    verify_senders: bool = True
+    require_sender_auth: bool = True
+    # "host" or "host:port" of the DNS server to ask; unset: the system's resolver (/etc/resolv.conf).
+    dns_resolver: str | None = None
+    dns_timeout_seconds: float = Field(default=2.0, gt=0)
+    # All DNS work for one message together may take at most this long (SPF includes, DKIM keys, DMARC).
+    sender_auth_budget_seconds: float = Field(default=8.0, gt=0)
+    # Hostile mail can carry any number of signatures; each costs a DNS lookup and an RSA verification.
+    max_dkim_signatures: int = Field(default=5, ge=1, le=50)
+    # Relays in front of Mailroom (IPs or CIDRs) whose Authentication-Results header is believed instead of
+    # verifying again; from any other client such a header is ignored (anyone can write one).
+    trusted_relays: list[str] = Field(default_factory=list)
+    # When set, only a trusted relay's Authentication-Results carrying one of these authserv-ids counts.
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
+    # Outbound mail (alias confirmations): smtp://user:pass@host:port, smtp+starttls://… or smtps://….
+    smtp_relay_url: str | None = None
+    smtp_relay_timeout_seconds: float = Field(default=15.0, gt=0)
+    mail_from: str = "Mailroom <mailroom@mailroom.localhost>"
+    # Where people reach the API from outside: the base of the links in confirmation mail.
+    public_api_url: str | None = None
+    alias_confirmation_hours: float = Field(default=72.0, gt=0)
+
     # Drafts and revenue. Approved drafts leave through the SMTP relay (MAILROOM_SMTP_RELAY_URL); attempt n of a
     # draft waits backoff * 2**(n-1), capped; after the last one the draft is `failed`, never lost.
     draft_send_max_attempts: int = Field(default=6, ge=1, le=30)
@@ -66,6 +91,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _requirement_needs_verification(self) -> Settings:
+        if self.require_sender_auth and not self.verify_senders:
+            raise ValueError(
+                "MAILROOM_REQUIRE_SENDER_AUTH=true needs MAILROOM_VERIFY_SENDERS=true: unverified mail from users"
+                " would all be held"
+            )
+        return self
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.public_api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def blob_root(self) -> Path:

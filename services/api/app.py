@@ -24,6 +24,7 @@ from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
 from services.api.transfer.routes import router as transfer_router
+from services.api.users.routes import confirmations_router
 from services.api.users.routes import router as users_router
 from services.api.webhooks.routes import router as webhooks_router
 from shared.blobstore import LocalBlobStore
@@ -50,6 +51,7 @@ ROUTERS = (
     account_router,
     tokens_router,
     users_router,
+    confirmations_router,
     mailbox_router,
     timelines_router,
     chooser_router,

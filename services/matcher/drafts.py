@@ -12,6 +12,7 @@ clients and Mailroom itself see one message.
 from __future__ import annotations
 
 import email.policy
+import functools
 import smtplib
 import uuid
 from collections.abc import Callable
@@ -26,11 +27,14 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.matcher.authentication import SenderAuthentication, SpfCheck
+from shared import outbound
 from shared.broker import ActorName, Queue, draft_send, inbound_received
 from shared.db import transaction
 from shared.directory import bcc_address
 from shared.events import enqueue_after_commit
 from shared.models import Draft, DraftStatus, InboundMessage, InboundStatus, User
+from shared.outbound import OutboundError, OutboundNotConfiguredError
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -94,17 +98,34 @@ def build_message(draft: Draft, user: User, *, date: datetime) -> EmailMessage:
 
 
 def classify_failure(exc: Exception) -> Failure:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        refusals = "; ".join(f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in exc.recipients.items())
-        return Failure(f"the relay refused every recipient ({refusals})"[:2000], all(c >= 500 for c in codes))
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return Failure(f"the relay answered {exc.smtp_code} {_text(exc.smtp_error)}"[:2000], exc.smtp_code >= 500)
-    return Failure(f"{type(exc).__name__}: {exc}"[:2000], permanent=False)
+    """Why an attempt failed, and whether trying again can help: a 5xx from the relay is its final word."""
+    cause = exc.__cause__ if isinstance(exc, OutboundError) and exc.__cause__ is not None else exc
+    reason = str(exc) if isinstance(exc, OutboundError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(cause, smtplib.SMTPRecipientsRefused):
+        return Failure(reason[:2000], all(code >= 500 for code, _ in cause.recipients.values()))
+    if isinstance(cause, smtplib.SMTPResponseException):
+        return Failure(reason[:2000], cause.smtp_code >= 500)
+    if isinstance(exc, OutboundError) and exc.__cause__ is None and not isinstance(exc, OutboundNotConfiguredError):
+        # A relay URL that cannot be read, or a relay that took the message for only some recipients: sending
+        # again would not help the first and would send the others a second copy.
+        return Failure(reason[:2000], permanent=True)
+    return Failure(reason[:2000], permanent=False)
 
 
-def _text(reply: bytes | str) -> str:
-    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+def outbox_authentication(sender: str, draft_id: uuid.UUID) -> SenderAuthentication:
+    """Sender authentication for the copy of a sent draft: Mailroom wrote it and the owner approved it, so it is
+    the user's own mail without asking DNS (which would judge Mailroom's copy, not what the relay delivered)."""
+    domain = sender.rsplit("@", 1)[-1].lower()
+    return SenderAuthentication(
+        from_domain=domain,
+        spf=SpfCheck(result="none", domain=None),
+        dkim=(),
+        dmarc="pass",
+        dmarc_policy=None,
+        source=f"mailroom outbox (approved draft {draft_id})",
+        header=f"mailroom; outbox=pass header.from={domain}",
+        notes=("sent by Mailroom from an approved draft",),
+    )
 
 
 @dataclass
@@ -173,6 +194,7 @@ class DraftSender:
         arriving too (same Message-ID) is recognized as a duplicate, so the thread shows it once."""
         user = session.get_one(User, draft.user_id)
         raw = message.as_bytes(policy=email.policy.SMTP)
+        vouched = outbox_authentication(user.email, draft.id)
         inbound = InboundMessage(
             account_id=draft.account_id,
             user_id=draft.user_id,
@@ -183,6 +205,8 @@ class DraftSender:
             size=len(raw),
             status=InboundStatus.received.value,
             attempts=0,
+            auth_results=vouched.as_json(),
+            auth_summary=vouched.summary.value,
         )
         session.add(inbound)
         session.flush()
@@ -207,9 +231,15 @@ class DraftSender:
 
 
 def register_draft_sender(
-    broker: RedisBroker, sessions: sessionmaker[Session], settings: Settings, relay: Relay
+    broker: RedisBroker, sessions: sessionmaker[Session], settings: Settings, relay: Relay | None = None
 ) -> DraftSender:
-    sender = DraftSender(sessions=sessions, broker=broker, policy=DraftPolicy.of(settings), relay=relay)
+    """The `draft.send` actor, sending through `relay` (default: MAILROOM_SMTP_RELAY_URL)."""
+    sender = DraftSender(
+        sessions=sessions,
+        broker=broker,
+        policy=DraftPolicy.of(settings),
+        relay=relay or functools.partial(outbound.send, settings),
+    )
 
     def send(draft_id: str) -> None:
         with structlog.contextvars.bound_contextvars(draft_id=draft_id):

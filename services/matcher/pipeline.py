@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
 from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
@@ -33,6 +34,7 @@ from services.matcher.placement.people import (
     create_missing,
     plan_people,
 )
+from services.matcher.placement.senders import trusted_bounce_recipients, unauthenticated_claim
 from services.matcher.placement.threads import (
     assign_thread,
     subject_lock_names,
@@ -106,6 +108,9 @@ class Matcher:
     blobs: BlobStore
     # Called after the commit for each held message this one released (the worker passes its broker's enqueue).
     enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
+    # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
+    # placement, evaluations). The worker passes what the settings say.
+    sender_auth: SenderAuthConfig | None = None
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         released: list[uuid.UUID] = []
@@ -129,10 +134,11 @@ class Matcher:
                 return Outcome.already_done
             analysis = analyse(inbound.raw)
             context = load_account(session, inbound.account_id)
+            authentication = self._authentication(inbound)
             try:
                 # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
                 with session.begin_nested():
-                    message, outcome = self._place(session, context, inbound, analysis, released)
+                    message, outcome = self._place(session, context, inbound, analysis, released, authentication)
             except Hold as hold:
                 inbound.status = InboundStatus.held.value
                 inbound.hold_reason = str(hold)
@@ -154,6 +160,27 @@ class Matcher:
             log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
             return outcome
 
+    def _authentication(self, inbound: InboundMessage) -> SenderAuthentication | None:
+        """The sender checks recorded on the row, or (first time, or DNS did not answer last time) made now and
+        recorded: a retry or a reprocess decides on the facts of arrival, not on today's DNS."""
+        if inbound.auth_results is not None:
+            recorded = SenderAuthentication.from_json(inbound.auth_results)
+            if self.sender_auth is None or not recorded.had_temporary_error:
+                return recorded
+        if self.sender_auth is None:
+            return None
+        checked = authenticate(
+            inbound.raw,
+            envelope_from=inbound.envelope_from,
+            client_ip=client_ip_of(inbound.peer),
+            helo=inbound.helo,
+            config=self.sender_auth,
+        )
+        inbound.auth_results = checked.as_json()
+        inbound.auth_summary = checked.summary.value
+        log.info("matcher.sender_authentication", summary=checked.summary.value, source=checked.source)
+        return checked
+
     def _place(
         self,
         session: Session,
@@ -161,17 +188,23 @@ class Matcher:
         inbound: InboundMessage,
         analysis: Analysis,
         released: list[uuid.UUID],
+        authentication: SenderAuthentication | None = None,
     ) -> tuple[Message, Outcome]:
         user = session.get_one(User, inbound.user_id)
         parsed = analysis.message.mail
         sender = context.canonical(parsed.sender.address) if parsed.sender else None
         machine = analysis.machine
         sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
+        if sent_by_user and sender is not None and self.sender_auth is not None and self.sender_auth.require:
+            # Before anything is placed: forged mail must not even join threads (see placement.senders).
+            forged = unauthenticated_claim(context, user, sender, authentication)
+            if forged is not None:
+                raise Hold(forged)
 
         if machine is not None:
             stored = self._store(session, context, inbound, analysis.message, Classified(machine.kind, machine.reason))
             if machine.kind is MessageKind.bounce:
-                _mark_bounces(session, context, analysis.bounced_recipients, stored[0].id)
+                _mark_bounces(session, context, inbound, stored[0].id, authentication)
             return stored
         if sent_by_user:
             originals = analysis.originals
@@ -297,6 +330,8 @@ class Matcher:
             forwarded_by_user_id=provenance.forwarded_by if provenance else None,
             forwarded_at=provenance.forwarded_at if provenance else None,
             forward_confidence=provenance.confidence if provenance else None,
+            auth_summary=inbound.auth_summary,
+            auth_results=inbound.auth_results,
         )
         session.add(message)
         session.flush()
@@ -467,7 +502,14 @@ def _release_waiting(
     return list(released)
 
 
-def _mark_bounces(session: Session, context: AccountContext, failed: tuple[str, ...], message_id: uuid.UUID) -> None:
+def _mark_bounces(
+    session: Session,
+    context: AccountContext,
+    inbound: InboundMessage,
+    message_id: uuid.UUID,
+    authentication: SenderAuthentication | None,
+) -> None:
+    failed = trusted_bounce_recipients(session, context, inbound.user_id, inbound.raw, authentication)
     if not failed:
         return
     session.execute(

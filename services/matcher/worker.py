@@ -14,7 +14,10 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.actors import register_actors
+from services.matcher.authentication import SenderAuthConfig
+from services.matcher.drafts import register_draft_sender
 from services.matcher.pipeline import Matcher
+from services.matcher.recurring import register_recurring_actor
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
 from shared.blobstore import LocalBlobStore
@@ -60,10 +63,13 @@ def run_one(settings: Settings) -> None:
         sessions=sessions,
         blobs=LocalBlobStore(settings.blob_root),
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
+        sender_auth=SenderAuthConfig.from_settings(settings),
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
     register_webhook_actor(broker, webhooks)
+    drafts = register_draft_sender(broker, sessions, settings)
+    recurrences = register_recurring_actor(broker, sessions)
     # Webhook events the matcher emits leave right after its commit; the webhook sweep catches any that did not.
     install_after_commit_enqueue(sessions, broker)
     stop = threading.Event()
@@ -76,9 +82,13 @@ def run_one(settings: Settings) -> None:
     # At start, anything still waiting was accepted before this worker existed: no grace period.
     sweep_safely(sessions, broker, grace_seconds=0)
     webhooks.sweep_safely(grace_seconds=0)
+    drafts.sweep_safely(grace_seconds=0)
+    recurrences.sweep_safely()
     while not stop.wait(settings.sweep_interval_seconds):
         sweep_safely(sessions, broker, grace_seconds=settings.sweep_grace_seconds)
         webhooks.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
+        drafts.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
+        recurrences.sweep_safely()
 
     log.info("worker.draining")
     worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))

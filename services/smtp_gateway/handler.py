@@ -74,7 +74,10 @@ class GatewayHandler:
         peer = _peer(session.peer)
         try:
             ids = await self._store.persist(
-                [NewInbound(recipient, envelope.mail_from or "", peer, raw) for recipient in recipients]
+                [
+                    NewInbound(recipient, envelope.mail_from or "", peer, raw, helo=session.host_name)
+                    for recipient in recipients
+                ]
             )
         except Exception:
             log.exception("smtp.persist_failed", size=len(raw))

@@ -23,9 +23,9 @@ log = structlog.get_logger(__name__)
 _FIND_USER = "SELECT id, account_id FROM users WHERE bcc_local_part = %s"
 _INSERT_INBOUND = (
     "INSERT INTO inbound_messages"
-    " (id, account_id, user_id, envelope_from, envelope_to, peer, raw, size, status, attempts)"
+    " (id, account_id, user_id, envelope_from, envelope_to, peer, helo, raw, size, status, attempts)"
     # %b: the raw bytes travel in binary, not as hex text twice their size.
-    " VALUES (%s, %s, %s, %s, %s, %s, %b, %s, 'received', 0)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %b, %s, 'received', 0)"
 )
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ class NewInbound:
     envelope_from: str
     peer: str | None
     raw: bytes
+    helo: str | None = None  # for SPF, which checks the HELO name of mail with an empty envelope sender
 
 
 class InboundStore:
@@ -115,6 +116,7 @@ class InboundStore:
                 row.envelope_from,
                 row.recipient.address,
                 row.peer,
+                row.helo,
                 row.raw,
                 len(row.raw),
             )

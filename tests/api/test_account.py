@@ -14,6 +14,7 @@ def test_settings_have_defaults_and_change_field_by_field(api: httpx.Client) -> 
         "internal_domains": [],
         "blocklist": [],
         "ask_before_sending": True,
+        "unauthenticated_sender_domains": [],
     }
     changed = api.patch(
         "/v1/account", json={"create_organizations": True, "blocklist": ["Spam@X.example ", "@junk.example"]}

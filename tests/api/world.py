@@ -178,6 +178,7 @@ def sample_body(method: str, path: str, world: World) -> dict[str, Any] | bytes 
         ("POST", "/v1/users/{user_id}/bcc-address/rotate"): None,
         ("POST", "/v1/users/{user_id}/aliases"): {"address": f"{unique('alias')}@acme.example"},
         ("POST", "/v1/users/{user_id}/aliases/{alias_id}/verify"): None,
+        ("POST", "/v1/users/{user_id}/aliases/{alias_id}/confirmation"): None,
         ("DELETE", "/v1/users/{user_id}/aliases/{alias_id}"): None,
         ("PATCH", "/v1/threads/{thread_id}"): {"deal_id": ids["deal_id"], "visibility": "shared"},
         ("POST", "/v1/disambiguations/{disambiguation_id}/resolve"): {"deal_id": ids["deal_id"]},

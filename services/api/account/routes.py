@@ -27,6 +27,7 @@ class AccountSettingsPatch(BaseModel):
     internal_domains: list[str] | None = Field(default=None, max_length=500)
     blocklist: list[str] | None = Field(default=None, max_length=5000)
     ask_before_sending: bool | None = None
+    unauthenticated_sender_domains: list[str] | None = Field(default=None, max_length=500)
 
 
 @router.get("", response_model=AccountOut)
@@ -44,6 +45,9 @@ def update_settings(body: AccountSettingsPatch, caller: AdminCaller, session: Db
             **merged.model_dump(),
             "internal_domains": sorted({d.strip().lower().lstrip("@") for d in merged.internal_domains if d.strip()}),
             "blocklist": sorted({e.strip().lower() for e in merged.blocklist if e.strip()}),
+            "unauthenticated_sender_domains": sorted(
+                {d.strip().lower().lstrip("@") for d in merged.unauthenticated_sender_domains if d.strip()}
+            ),
         }
     )
     account.settings = normalized.model_dump()

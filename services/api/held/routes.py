@@ -10,6 +10,7 @@ from services.api.common import Page
 from services.api.deps import CurrentCaller, DbSession, filter_id, parse_id
 from services.api.held import service
 from services.api.held.schemas import HeldOut, ReprocessAll, Reprocessed
+from services.api.mailbox.schemas import SenderAuthenticationOut
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 
 router = APIRouter(prefix="/v1/held-messages", tags=["held mail"])
@@ -73,4 +74,5 @@ def _out(row: Any) -> HeldOut:
         size=row.size,
         subject=subject,
         sender=sender,
+        authentication=SenderAuthenticationOut.of(row.auth_summary, row.auth_results),
     )

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
+from services.api.mailbox.schemas import SenderAuthenticationOut
 
 
 class HeldOut(BaseModel):
@@ -21,6 +22,9 @@ class HeldOut(BaseModel):
     size: int
     subject: str | None = Field(description="From the raw headers, to recognise the mail.")
     sender: str | None = Field(serialization_alias="from", description="The raw From header.")
+    authentication: SenderAuthenticationOut | None = Field(
+        default=None, description="Sender authentication as checked when it was processed; null before that."
+    )
 
 
 class ReprocessAll(Schema):

@@ -35,6 +35,8 @@ _COLUMNS = (
     InboundMessage.envelope_to,
     InboundMessage.received_at,
     InboundMessage.size,
+    InboundMessage.auth_summary,
+    InboundMessage.auth_results,
     func.substring(InboundMessage.raw, 1, _HEADER_BYTES).label("head"),
 )
 

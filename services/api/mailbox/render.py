@@ -15,6 +15,7 @@ from services.api.mailbox.schemas import (
     Forwarded,
     MessageOut,
     Participant,
+    SenderAuthenticationOut,
     ThreadSummary,
 )
 from services.api.mailbox.service import MessageLinks, message_links, thread_stats
@@ -76,6 +77,7 @@ def _message(m: Message, links: MessageLinks, allow_remote: bool) -> MessageOut:
         kind=m.kind,
         kind_reason=m.kind_reason,
         forwarded=forwarded,
+        authentication=SenderAuthenticationOut.of(m.auth_summary, m.auth_results),
         text_body=m.text_body,
         html_body=None if m.html_body is None else sanitize_html(m.html_body, allow_remote=allow_remote),
         new_text=m.new_text,

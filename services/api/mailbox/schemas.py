@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -45,6 +45,24 @@ class Forwarded(BaseModel):
     confidence: float | None
 
 
+class SenderAuthenticationOut(BaseModel):
+    """How the mail that brought the message authenticated (SPF, DKIM, DMARC alignment of the From domain)."""
+
+    summary: Literal["pass", "fail", "none"] = Field(
+        description="pass: SPF or DKIM passed for a domain aligned with From; fail: a check failed; none: nothing "
+        "was published or signed."
+    )
+    header: str | None = Field(description="The Authentication-Results header (RFC 8601) for these results.")
+    source: str | None = Field(description="verified (by Mailroom), or the trusted relay whose results were used.")
+
+    @classmethod
+    def of(cls, summary: str | None, results: dict[str, Any] | None) -> SenderAuthenticationOut | None:
+        if summary is None:
+            return None
+        details = results or {}
+        return cls(summary=summary, header=details.get("header"), source=details.get("source"))  # type: ignore[arg-type]
+
+
 class MessageOut(BaseModel):
     id: str
     thread_id: str
@@ -63,6 +81,9 @@ class MessageOut(BaseModel):
     kind: str = Field(description="sent, forwarded, contact, auto_reply, bounce or bulk.")
     kind_reason: str | None = Field(description="Why the matcher classified it so.")
     forwarded: Forwarded | None
+    authentication: SenderAuthenticationOut | None = Field(
+        default=None, description="Sender authentication of the mail; null when it was not checked."
+    )
     text_body: str | None
     html_body: str | None = Field(
         description="Sanitized: no scripts, event handlers, styles or `javascript:` links; remote images only "

@@ -12,7 +12,15 @@ class AliasOut(BaseModel):
     address: str
     verified: bool = Field(description="Only verified aliases make mail count as sent by the user.")
     verified_at: datetime | None
+    confirmation_sent_at: datetime | None = Field(
+        default=None, description="When the last confirmation link was mailed to the address (null: never)."
+    )
     created_at: datetime
+
+
+class AliasConfirmed(BaseModel):
+    address: str
+    verified_at: datetime
 
 
 class UserOut(BaseModel):

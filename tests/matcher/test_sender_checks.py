@@ -1,0 +1,94 @@
+"""The matcher with sender authentication required: results are recorded once and reused, except where DNS did
+not answer, which a reprocess checks again."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.matcher.authentication import SenderAuthConfig
+from services.matcher.pipeline import Matcher, Outcome
+from shared.blobstore import LocalBlobStore
+from shared.db import transaction
+from shared.models import InboundMessage, InboundStatus, Message
+from tests.conftest import Tenant
+from tests.matcher.conftest import receive
+from tests.support.dns_zone import DnsServer, SigningKey, Zone, dns_server, new_signing_key
+from tests.support.stack import make_mail, wire_bytes
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return new_signing_key("acme.example")
+
+
+@pytest.fixture(scope="module")
+def dns(key: SigningKey) -> Iterator[DnsServer]:
+    zone = Zone()
+    key.publish(zone)
+    with dns_server(zone) as server:
+        yield server
+
+
+def strict_matcher(sessions: sessionmaker[Session], blobs: Path, resolver: str) -> Matcher:
+    config = SenderAuthConfig(authserv_id="mx.test", resolver=resolver, timeout_seconds=0.3, budget_seconds=1.0)
+    return Matcher(sessions=sessions, blobs=LocalBlobStore(blobs), sender_auth=config)
+
+
+def reprocess(sessions: sessionmaker[Session], inbound_id: uuid.UUID) -> None:
+    """What `POST /v1/held-messages/{id}/reprocess` does to the row."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(InboundMessage).where(InboundMessage.id == inbound_id).values(status=InboundStatus.received.value)
+        )
+
+
+def signed(key: SigningKey, tenant: Tenant, subject: str) -> bytes:
+    mail = make_mail(
+        sender=tenant.user_email, to=["jane@customer.example"], subject=subject, message_id=f"<{uuid.uuid4()}@t>"
+    )
+    return key.sign(wire_bytes(mail))
+
+
+def test_mail_held_because_dns_did_not_answer_is_checked_again_on_reprocess(
+    quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant, key: SigningKey, dns: DnsServer, tmp_path: Path
+) -> None:
+    inbound_id = receive(quiet_sessions, quiet_tenant, signed(key, quiet_tenant, "DNS was down"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        down = strict_matcher(quiet_sessions, tmp_path, f"127.0.0.1:{silent.getsockname()[1]}")
+        assert down.process(inbound_id) is Outcome.held
+    with quiet_sessions() as session:
+        row = session.get_one(InboundMessage, inbound_id)
+        assert row.auth_results is not None
+        assert row.auth_results["dkim"][0]["result"] == "temperror"
+        assert "DNS did not answer" in (row.hold_reason or "")
+
+    reprocess(quiet_sessions, inbound_id)
+    assert strict_matcher(quiet_sessions, tmp_path, dns.address).process(inbound_id) is Outcome.stored
+    with quiet_sessions() as session:
+        row = session.get_one(InboundMessage, inbound_id)
+        message = session.get_one(Message, row.message_id)
+        assert (row.auth_summary, message.auth_summary, message.kind) == ("pass", "pass", "sent")
+
+
+def test_a_recorded_failure_is_not_checked_again(
+    quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant, key: SigningKey, dns: DnsServer, tmp_path: Path
+) -> None:
+    raw = signed(key, quiet_tenant, "Tampered").replace(b"Hello", b"Goodbye")
+    inbound_id = receive(quiet_sessions, quiet_tenant, raw)
+    matcher = strict_matcher(quiet_sessions, tmp_path, dns.address)
+    assert matcher.process(inbound_id) is Outcome.held
+    lookups = len(dns.zone.queries)
+
+    reprocess(quiet_sessions, inbound_id)
+    assert matcher.process(inbound_id) is Outcome.held
+    assert len(dns.zone.queries) == lookups  # decided on the facts of arrival
+    with quiet_sessions() as session:
+        assert session.get_one(InboundMessage, inbound_id).auth_summary == "fail"
