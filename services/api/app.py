@@ -21,6 +21,7 @@ from services.api.held.routes import router as held_router
 from services.api.leads.routes import router as leads_router
 from services.api.mailbox.routes import router as mailbox_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
+from services.api.reports.routes import router as reports_router
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
 from services.api.transfer.routes import router as transfer_router
@@ -60,6 +61,7 @@ ROUTERS = (
     custom_fields_router,
     drafts_router,
     transfer_router,
+    reports_router,
     leads_router,
     calendar_router,
     webhooks_router,

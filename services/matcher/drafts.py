@@ -86,6 +86,9 @@ def build_message(draft: Draft, user: User, *, date: datetime) -> EmailMessage:
     message["To"] = ", ".join(draft.to)
     if draft.cc:
         message["Cc"] = ", ".join(draft.cc)
+    if draft.bcc:
+        # The relay client takes envelope recipients from To, Cc and Bcc and never transmits Bcc itself.
+        message["Bcc"] = ", ".join(draft.bcc)
     message["Subject"] = draft.subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = f"<{draft.message_id_header}>"
@@ -193,6 +196,7 @@ class DraftSender:
         """Hand the sent message to the matcher like the user's own BCC copy: it threads it, and a real BCC copy
         arriving too (same Message-ID) is recognized as a duplicate, so the thread shows it once."""
         user = session.get_one(User, draft.user_id)
+        del message["Bcc"]  # the copy is what the recipients got
         raw = message.as_bytes(policy=email.policy.SMTP)
         vouched = outbox_authentication(user.email, draft.id)
         inbound = InboundMessage(

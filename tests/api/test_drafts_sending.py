@@ -160,11 +160,14 @@ def _settled(office: Office, draft_id: str) -> dict[str, Any]:
 
 def _copies_in_thread(sessions: sessionmaker[DbSession], tenant: Tenant, message_id: str) -> int:
     with sessions() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.account_id == tenant.account_id, Message.message_id_header == message_id)
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.account_id == tenant.account_id, Message.message_id_header == message_id)
+            )
+            or 0
+        )
 
 
 def _all_processed(sessions: sessionmaker[DbSession], tenant: Tenant, expected: int) -> bool:
@@ -241,7 +244,8 @@ def test_a_refused_recipient_fails_the_draft_for_good_and_keeps_it(
     failed = _settled(office, draft["id"])
     assert failed["status"] == "failed"
     assert failed["attempts"] == 1  # a 5xx is the relay's final word: no retries
-    assert "550" in failed["last_error"] and REFUSED in failed["last_error"]
+    assert "550" in failed["last_error"]
+    assert REFUSED in failed["last_error"]
     assert failed["body"] == "Hi Jane, any news?"  # the draft is kept, with what it said
     assert relay.delivered(draft["message_id"]) == []
 

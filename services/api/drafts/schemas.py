@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.common import Schema
 
+# One address, as a mail client takes it. Not EmailStr: that refuses special-use domains such as the Smart-BCC
+# domain of a test or on-premise installation (bcc.mailroom.localhost), which a user may well BCC.
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def _address(value: str) -> str:
+    value = value.strip()
+    if not _ADDRESS.match(value) or ".." in value or "." not in value.rsplit("@", 1)[-1]:
+        raise ValueError("not an e-mail address like jane@example.com")
+    local, domain = value.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+Recipient = Annotated[str, AfterValidator(_address)]
 DraftStatusLiteral = Literal["draft", "pending_approval", "approved", "sent", "failed", "rejected"]
 
 
 class DraftIn(Schema):
     thread_id: str = Field(max_length=100)
-    to: list[EmailStr] = Field(
+    to: list[Recipient] = Field(
         default_factory=list, max_length=100, description="Default: whoever the thread's last message came from."
     )
-    cc: list[EmailStr] = Field(default_factory=list, max_length=100)
-    bcc: list[EmailStr] = Field(default_factory=list, max_length=100)
+    cc: list[Recipient] = Field(default_factory=list, max_length=100)
+    bcc: list[Recipient] = Field(default_factory=list, max_length=100)
     subject: str | None = Field(default=None, max_length=1000, description="Default: `Re:` the thread's subject.")
     body: str = Field(min_length=1, max_length=1_000_000)
     user_id: str | None = Field(
@@ -30,9 +45,9 @@ class DraftIn(Schema):
 
 
 class DraftPatch(Schema):
-    to: list[EmailStr] | None = Field(default=None, min_length=1, max_length=100)
-    cc: list[EmailStr] | None = Field(default=None, max_length=100)
-    bcc: list[EmailStr] | None = Field(default=None, max_length=100)
+    to: list[Recipient] | None = Field(default=None, min_length=1, max_length=100)
+    cc: list[Recipient] | None = Field(default=None, max_length=100)
+    bcc: list[Recipient] | None = Field(default=None, max_length=100)
     subject: str | None = Field(default=None, min_length=1, max_length=1000)
     body: str | None = Field(default=None, min_length=1, max_length=1_000_000)
 
