@@ -33,13 +33,19 @@ eval: install
 bench: install
 	$(BIN)/python -m bench
 
-# Re-resolve every dependency (newest allowed by pyproject.toml) into the lock file.
+# Re-resolve every dependency (newest allowed by pyproject.toml) into the dev lock, then pick the runtime lock out
+# of it: the same versions, only what the services import (the image installs that one, without the dev tools
+# and the embedded servers).
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^mailroom' > requirements.lock
 	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -c requirements.lock .
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^mailroom' > requirements-runtime.lock
+	rm -rf .lock-venv build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

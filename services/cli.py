@@ -8,7 +8,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING
 
-from services.runtime import resolved_servers
+from services.runtime import ServersNotConfiguredError, resolved_servers
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -62,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_logging(args.command, level=settings.log_level, log_format=settings.log_format)
 
+    try:
+        return _run(args, settings)
+    except ServersNotConfiguredError as error:
+        print(f"mailroom: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from services.up import run_up
 

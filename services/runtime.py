@@ -9,6 +9,22 @@ from shared.migrate import upgrade
 from shared.settings import Settings
 
 
+class ServersNotConfiguredError(RuntimeError):
+    """A server URL is unset and this install has no embedded servers (the production image has none, on purpose:
+    a container that quietly ran its own empty Postgres would accept mail nobody else can see)."""
+
+    def __init__(self, needs_database: bool, needs_redis: bool) -> None:
+        missing = [
+            name
+            for name, needed in (("MAILROOM_DATABASE_URL", needs_database), ("MAILROOM_REDIS_URL", needs_redis))
+            if needed
+        ]
+        super().__init__(
+            f"{' and '.join(missing)} must be set: this install has no embedded servers"
+            " (for a laptop, install the `embedded` extra: pip install 'mailroom[embedded]')"
+        )
+
+
 @contextlib.contextmanager
 def resolved_servers(settings: Settings, *, with_redis: bool = True) -> Iterator[Settings]:
     """The settings with both URLs filled in; embedded servers run (and are migrated) for the block's length."""
@@ -17,7 +33,10 @@ def resolved_servers(settings: Settings, *, with_redis: bool = True) -> Iterator
         yield settings
         return
     # Imported only when needed: pgserver's import alone warns about runtime directories on some machines.
-    from shared.embedded import embedded_servers
+    try:
+        from shared.embedded import embedded_servers
+    except ModuleNotFoundError as missing:
+        raise ServersNotConfiguredError(settings.database_url is None, needs_redis) from missing
 
     with embedded_servers(settings.data_dir, with_redis=needs_redis) as embedded:
         resolved = settings.model_copy(

@@ -32,17 +32,30 @@ class LocalBlobStore:
         return self._root / str(account_id) / sha256[:2] / sha256
 
     def put(self, account_id: uuid.UUID, content: bytes) -> str:
+        """Returns only once the bytes are durable, so the caller may then commit the row that points at them.
+
+        Write-then-rename: a reader never sees half a file, and two workers writing the same blob both succeed.
+        Durable means surviving a power cut, not only a crash: the file is fsynced before the rename (or the
+        rename could land with no data behind it), and the directories are fsynced after it (or the new name
+        itself could be lost). Without this a committed attachment row could point at a missing or empty file.
+        """
         sha256 = hashlib.sha256(content).hexdigest()
         path = self._path(account_id, sha256)
         if path.exists():
             return sha256
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write-then-rename: a reader never sees half a file, and two workers writing the same blob both succeed.
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as partial:
-            partial.write(content)
-            partial.flush()
-            os.fsync(partial.fileno())
-        Path(partial.name).replace(path)
+        created = _make_dirs(path.parent)
+        partial = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False)  # noqa: SIM115
+        try:
+            with partial:
+                partial.write(content)
+                partial.flush()
+                os.fsync(partial.fileno())
+            Path(partial.name).replace(path)
+        except BaseException:
+            Path(partial.name).unlink(missing_ok=True)
+            raise
+        for directory in (path.parent, *created):
+            _fsync_directory(directory)
         return sha256
 
     def get(self, account_id: uuid.UUID, sha256: str) -> bytes:
@@ -50,3 +63,22 @@ class LocalBlobStore:
             return self._path(account_id, sha256).read_bytes()
         except FileNotFoundError:
             raise KeyError(sha256) from None
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create the directory and its missing parents; returns the parents whose entries changed (to fsync)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return [path.parent for path in missing]
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

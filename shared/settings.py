@@ -56,6 +56,33 @@ class Settings(BaseSettings):
     # A claimed delivery whose worker died becomes due again after this long.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # SMTP gateway limits, after Postfix's defaults (its setting in brackets); 0 means no limit. Past a limit the
+    # sender gets a 4xx and retries later, so a limit set too tight delays mail, it never loses any.
+    # Sessions open at once, all clients together (smtpd process limit).
+    smtp_max_sessions: int = Field(default=1000, ge=0)
+    # Errors (4xx/5xx replies) one session may collect before it is closed (smtpd_hard_error_limit).
+    smtp_hard_error_limit: int = Field(default=20, ge=0)
+    # Recipients of one message (smtpd_recipient_limit); past it, 452 4.5.3.
+    smtp_max_recipients: int = Field(default=1000, ge=0)
+    # Per client (an IPv4 address or an IPv6 /64), per minute: new sessions and messages (MAIL FROM)
+    # (smtpd_client_connection_rate_limit, smtpd_client_message_rate_limit; Postfix leaves them off).
+    smtp_connection_rate_per_minute: int = Field(default=300, ge=0)
+    smtp_message_rate_per_minute: int = Field(default=600, ge=0)
+    # Clients exempt from the per-client caps and rates (smtpd_client_event_limit_exceptions), comma-separated
+    # networks: by default the host itself, where local tools and the benchmark connect from.
+    smtp_client_limit_exempt_networks: str = "127.0.0.0/8,::1/128"
+    # Idle time before a session is closed; a DATA transfer that keeps sending is never idle (smtpd_timeout).
+    smtp_timeout_seconds: float = Field(default=300.0, gt=0)
+    # How long RCPT remembers that a Smart-BCC address exists, or does not.
+    smtp_recipient_cache_seconds: float = Field(default=10.0, ge=0)
+
+    # API limits against hostile or runaway clients. Request bodies are counted before routing and authentication
+    # (JSON records are small; nothing takes raw mail over HTTP). The rate is per token, or per client address
+    # for requests without a valid one: a sustained rate per minute plus a burst allowed at once (0: no limit).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    api_rate_limit_per_minute: int = Field(default=600, ge=0)
+    api_rate_limit_burst: int = Field(default=60, ge=1)
+
     # Sender authentication (SPF, DKIM, DMARC alignment) and outbound mail. Mail whose From claims a user or a
     # verified alias counts as sent by that user only when it authenticates for its From domain; otherwise it is
     # held as possibly forged. Turning verification off (no DNS at all) requires turning the requirement off too.
@@ -80,6 +107,20 @@ class Settings(BaseSettings):
     # Where people reach the API from outside: the base of the links in confirmation mail.
     public_api_url: str | None = None
     alias_confirmation_hours: float = Field(default=72.0, gt=0)
+    # Metrics (Prometheus). The API serves /metrics on its own port; gateway and workers have no HTTP server, so
+    # they serve theirs on a port of their own (0: off). Loopback by default, like every other listener here.
+    metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # When set (non-empty), the API's /metrics wants `Authorization: Bearer <this>`; unset, it is open like
+    # /healthz (it shows counts, never mail or account data).
+    metrics_token: str | None = None
+
+    # Hostile input: one message's analysis (parsing, quotes, forwards) runs in a child process that is killed
+    # past the time limit and cannot grow past the memory limit (0: no limit); such a message is stored from
+    # its headers alone, with a defect saying why.
+    analysis_time_limit_seconds: float = Field(default=10.0, gt=0)
+    analysis_memory_limit_mb: int = Field(default=1024, ge=0)
 
     # Drafts and revenue. Approved drafts leave through the SMTP relay (MAILROOM_SMTP_RELAY_URL); attempt n of a
     # draft waits backoff * 2**(n-1), capped; after the last one the draft is `failed`, never lost.

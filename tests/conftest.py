@@ -115,6 +115,9 @@ def stack_env(infra: Infra, data_dir: Path, **overrides: str) -> dict[str, str]:
         "sweep_interval_seconds": "1",
         "sweep_grace_seconds": "2",
         "smtp_drain_seconds": "5",
+        # Tests call the API far faster than a client should; the limiter stays on (tests/hostile/ checks it).
+        "api_rate_limit_per_minute": "1000000",
+        "api_rate_limit_burst": "100000",
     }
     settings.update(overrides)
     return base_env(**settings)

@@ -19,7 +19,9 @@ from services.api.drafts.routes import router as drafts_router
 from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
 from services.api.leads.routes import router as leads_router
+from services.api.limits import RateLimiter, RequestLimits
 from services.api.mailbox.routes import router as mailbox_router
+from services.api.metrics.routes import router as metrics_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
 from services.api.reports.routes import router as reports_router
 from services.api.timelines.routes import router as timelines_router
@@ -44,6 +46,9 @@ Smart-BCC mail, threads, attachments and the CRM records they are linked to.
   `next_cursor` back as `cursor` until it is null.
 * **Errors** are `application/problem+json` (RFC 9457) with a stable `type` URI and, for validation, `errors`
   per field.
+* **Limits**: request bodies are capped (`413`); each token (or, without a valid one, each client address) has a
+  request rate with a burst, and past it gets `429` with `Retry-After`. Responses carry `RateLimit-Limit` and
+  `RateLimit-Remaining`.
 * **Webhooks** are signed: `Mailroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
 """
 
@@ -65,6 +70,7 @@ ROUTERS = (
     leads_router,
     calendar_router,
     webhooks_router,
+    metrics_router,
 )
 
 
@@ -94,6 +100,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.broker = broker
         app.state.blobs = LocalBlobStore(settings.blob_root)
         app.state.webhook_settings = WebhookSettings.of(settings)
+        app.state.rate_limiter = RateLimiter(
+            broker.client,
+            settings.queue_namespace,
+            per_minute=settings.api_rate_limit_per_minute,
+            burst=settings.api_rate_limit_burst,
+        )
         yield
         broker.close()
         engine.dispose()
@@ -106,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(reject_nul_bytes)],
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented customization
@@ -143,7 +156,9 @@ def _problems_of(path: str, method: str) -> dict[str, str]:
         "400": "The request cannot be read (a body that is not JSON, a cursor this API did not give out).",
         "401": "No token, or an unknown or revoked one.",
         "403": "The token's scope does not allow this.",
+        "413": "The request body is larger than the API accepts (`MAILROOM_API_MAX_BODY_BYTES`).",
         "422": "The request is not valid; `errors` says why, per field.",
+        "429": "Too many requests from this token (or client address); retry after `Retry-After` seconds.",
     }
     if "{" in path:
         problems["404"] = "No such record in your account (records of other accounts are never revealed)."

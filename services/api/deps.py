@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.api.limits import client_subject, enforce_rate_limit
 from services.api.problems import Problem, not_found
 from shared.blobstore import BlobStore
 from shared.directory import find_token
@@ -41,6 +42,13 @@ class Caller:
 
     def allows(self, needed: TokenScope) -> bool:
         return _RANK[self.scope] >= _RANK[needed]
+
+    def sees_bcc_address_of(self, user_id: uuid.UUID) -> bool:
+        """A Smart-BCC address lets anyone put mail into the user's CRM: only the user's own token and an
+        account-wide admin token (which can rotate it anyway) may read it."""
+        if self.user_id is not None:
+            return self.user_id == user_id
+        return self.scope is TokenScope.admin
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -75,10 +83,14 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        enforce_rate_limit(request, client_subject(request))
         raise Problem(401, "unauthorized", "Authentication required", "Send `Authorization: Bearer <token>`.")
     token = find_token(session, credentials.credentials)
     if token is None:
+        # Guessing tokens costs the guesser's address its rate, like any request without a valid token.
+        enforce_rate_limit(request, client_subject(request))
         raise Problem(401, "unauthorized", "Invalid token", "The token is unknown or was revoked.")
+    enforce_rate_limit(request, f"token:{token.id}")
     caller = Caller(
         account_id=token.account_id,
         scope=TokenScope(token.scope),

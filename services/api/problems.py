@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -33,12 +34,22 @@ class ProblemDetail(BaseModel):
 
 
 class Problem(Exception):  # noqa: N818 -- it is a response, not an error in our code
-    def __init__(self, status: int, kind: str, title: str, detail: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(title)
         self.status = status
         self.kind = kind
         self.title = title
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -75,13 +86,16 @@ _KIND_BY_STATUS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     400: ("bad-request", "Bad request"),
+    413: ("content-too-large", "Request body too large"),
 }
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
+        response = problem_response(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

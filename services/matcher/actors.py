@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.pipeline import Matcher
+from shared import metrics
 from shared.broker import ActorName, Queue
 from shared.db import transaction
 from shared.settings import Settings
@@ -67,6 +68,7 @@ def _record_failure(sessions: sessionmaker[Session], inbound_id: str, exc: BaseE
         return False
     if row is None:
         return True  # someone else finished it meanwhile
+    metrics.processing_failed(for_good=row.status == "failed")
     if row.status == "failed":
         log.error("matcher.gave_up", attempts=row.attempts, reason=reason)
         return True

@@ -22,10 +22,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
-from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.analysis import AnalysedMail, Analysis
+from services.matcher.mail.budget import InProcessAnalyser, MessageAnalyser
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, load_account
-from services.matcher.placement.deals import DealDecision, DealOutcome, deal_from_subaddress, decide_deal
+from services.matcher.placement.deals import (
+    DealDecision,
+    DealOutcome,
+    deal_from_subaddress,
+    decide_deal,
+    lead_from_subaddress,
+    link_lead,
+)
 from services.matcher.placement.organizations import link_organizations
 from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
@@ -40,6 +48,7 @@ from services.matcher.placement.threads import (
     subject_lock_names,
     threads_joined_by_subject,
 )
+from shared import metrics
 from shared.blobstore import BlobStore
 from shared.db import transaction
 from shared.events import Event, emit
@@ -111,6 +120,8 @@ class Matcher:
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
+    # The worker analyses under a time and memory budget (`budget.Analyser`); tests may analyse in-process.
+    analyser: MessageAnalyser = field(default_factory=InProcessAnalyser)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         released: list[uuid.UUID] = []
@@ -132,7 +143,7 @@ class Matcher:
                 return Outcome.busy if exists else Outcome.missing
             if inbound.status != InboundStatus.received:
                 return Outcome.already_done
-            analysis = analyse(inbound.raw)
+            [analysis] = self.analyser.analyse_all([inbound.raw])
             context = load_account(session, inbound.account_id)
             authentication = self._authentication(inbound)
             try:
@@ -150,6 +161,7 @@ class Matcher:
                     {"inbound_id": inbound.id, "user_id": inbound.user_id, "reason": str(hold)},
                 )
                 inbound.processed_at = datetime.now(UTC)
+                metrics.message_finished_on_commit(session, Outcome.held, inbound.received_at)
                 log.info("matcher.held", reason=str(hold))
                 return Outcome.held
             inbound.status = InboundStatus.processed.value
@@ -157,6 +169,7 @@ class Matcher:
             inbound.hold_reason = None
             inbound.processed_at = datetime.now(UTC)
             inbound.last_error = None
+            metrics.message_finished_on_commit(session, outcome, inbound.received_at)
             log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
             return outcome
 
@@ -367,13 +380,15 @@ class Matcher:
             )
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
+        routed_lead_id = lead_from_subaddress(inbound.envelope_to)
+        lead_deal_id = None if routed_lead_id is None else link_lead(session, account_id, thread_id, routed_lead_id)
         decision = decide_deal(
             session,
             account_id,
             thread_id,
             message_id=message.id,
             user_id=inbound.user_id,
-            routed_deal_id=deal_from_subaddress(inbound.envelope_to),
+            routed_deal_id=deal_from_subaddress(inbound.envelope_to) or lead_deal_id,
         )
         _announce(session, account_id, message, created, decision)
         return message, Outcome.stored

@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import dramatiq
 import httpx
@@ -25,10 +24,12 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import metrics
 from shared.broker import ActorName, Queue, webhook_deliver
 from shared.db import transaction
 from shared.events import SIGNATURE_HEADER, WebhookSettings, sign
 from shared.models import WebhookDelivery, WebhookDeliveryStatus
+from shared.public_addresses import refusal_reason
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,25 +49,55 @@ _DUE = text(
 )
 
 
+# A receiver answers with a status; its body is read (up to this much, undecoded) only so the connection ends
+# cleanly. A receiver that streams forever, or a gzip bomb, costs no more than this.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
 class TargetNotAllowed(Exception):  # noqa: N818 -- a verdict on a URL, reported as the attempt's error
     pass
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that resolve into private, loopback or link-local networks (unless the operator allows them)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetNotAllowed("only http(s) URLs with a host can receive webhooks")
-    if allow_private:
-        return
+@dataclass(frozen=True)
+class PinnedTarget:
+    """A webhook URL resolved once and checked: the request goes to `url` (the checked address in place of the
+    name) while `Host`, TLS SNI and certificate verification still use the name. A DNS answer that changes
+    between the check and the connection (DNS rebinding) therefore cannot redirect the request."""
+
+    url: httpx.URL
+    host_header: str
+    server_name: str
+
+
+def resolve_target(url: str, *, allow_private: bool) -> PinnedTarget:
+    """Resolve the URL's host and refuse it if any of its addresses is not public (unless the operator allows
+    private targets); the first address is the one to connect to."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError as exc:
-        raise TargetNotAllowed(f"cannot resolve {parts.hostname}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise TargetNotAllowed(f"{parts.hostname} resolves to a non-public address")
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise TargetNotAllowed("the URL cannot be parsed") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise TargetNotAllowed("only http(s) URLs with a host can receive webhooks")
+    host = parsed.raw_host.decode("ascii")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise TargetNotAllowed(f"cannot resolve {host}") from exc
+    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+    if not addresses:
+        raise TargetNotAllowed(f"{host} has no address")
+    if not allow_private:
+        # Every address, not only the first: a name that also resolves inward is refused as a whole.
+        for address in addresses:
+            reason = refusal_reason(address)
+            if reason is not None:
+                raise TargetNotAllowed(f"{host} resolves to {address}, a {reason}; webhooks go only to public hosts")
+    return PinnedTarget(
+        url=parsed.copy_with(host=str(addresses[0])),
+        host_header=parsed.netloc.decode("ascii"),
+        server_name=host,
+    )
 
 
 @dataclass(frozen=True)
@@ -103,11 +134,12 @@ class WebhookSender:
     def _send(self, url: str, secret: str, event: str, delivery_id: uuid.UUID, payload: dict[str, Any]) -> Attempt:
         started = time.monotonic()
         try:
-            check_target(url, allow_private=self.settings.allow_private_targets)
+            target = resolve_target(url, allow_private=self.settings.allow_private_targets)
         except TargetNotAllowed as exc:
-            return Attempt(None, str(exc), 0, permanent=True)
+            return Attempt(None, str(exc), _ms_since(started), permanent=True)
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
+            "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Mailroom-Event": event,
@@ -116,7 +148,10 @@ class WebhookSender:
             SIGNATURE_HEADER: sign(secret, int(time.time()), body),
         }
         try:
-            response = self.client.post(url, content=body, headers=headers)
+            with self.client.stream(
+                "POST", target.url, content=body, headers=headers, extensions={"sni_hostname": target.server_name}
+            ) as response:
+                _read_capped(response, deadline=started + self.settings.timeout_seconds)
         except httpx.HTTPError as exc:
             return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], _ms_since(started))
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
@@ -183,21 +218,38 @@ def backoff_seconds(settings: WebhookSettings, attempts: int) -> float:
     return float(min(settings.backoff_seconds * 2 ** (attempts - 1), settings.max_backoff_seconds))
 
 
+def _read_capped(response: httpx.Response, *, deadline: float) -> None:
+    """Read (and drop) the start of the response body: at most MAX_RESPONSE_BYTES, raw, until the deadline."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+            return
+
+
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
 def make_webhook_sender(sessions: sessionmaker[Session], broker: RedisBroker, policy: Settings) -> WebhookSender:
     settings = WebhookSettings.of(policy)
-    # No redirects: a receiver must not be able to bounce a signed request to somewhere else.
-    client = httpx.Client(timeout=settings.timeout_seconds, follow_redirects=False)
+    client = httpx.Client(
+        timeout=settings.timeout_seconds,
+        # No redirects: a receiver must not be able to bounce a signed request to somewhere else.
+        follow_redirects=False,
+        # No HTTP(S)_PROXY/NO_PROXY or .netrc from the environment: the checked address is the one connected to.
+        trust_env=False,
+        # Connections are pooled by address; one opened for another host name on the same address (and verified
+        # for that name) must not carry this request.
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
     return WebhookSender(sessions=sessions, broker=broker, settings=settings, client=client)
 
 
 def register_webhook_actor(broker: RedisBroker, sender: WebhookSender) -> None:
     def deliver(delivery_id: str) -> None:
         with structlog.contextvars.bound_contextvars(webhook_delivery_id=delivery_id):
-            sender.deliver(uuid.UUID(delivery_id))
+            metrics.webhook_delivery(sender.deliver(uuid.UUID(delivery_id)))
 
     dramatiq.actor(
         broker=broker,

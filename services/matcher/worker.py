@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.actors import register_actors
 from services.matcher.authentication import SenderAuthConfig
 from services.matcher.drafts import register_draft_sender
+from services.matcher.mail.budget import Analyser
 from services.matcher.pipeline import Matcher
 from services.matcher.recurring import register_recurring_actor
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
+from shared import metrics
 from shared.blobstore import LocalBlobStore
 from shared.broker import inbound_received, make_broker
 from shared.db import make_engine, make_session_factory
@@ -32,12 +34,15 @@ log = structlog.get_logger(__name__)
 
 def run(settings: Settings, processes: int) -> None:
     if processes == 1:
+        metrics.serve(settings.worker_metrics_port, settings.metrics_host)
         run_one(settings)
         return
+    serve_metrics_sum = metrics.shared_with_child_processes()  # before the children start
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, args=(settings,), name=f"worker-{n}") for n in range(processes)]
     for child in children:
         child.start()
+    serve_metrics_sum(settings.worker_metrics_port, settings.metrics_host)
 
     def forward(signum: int, _frame: types.FrameType | None) -> None:
         for child in children:
@@ -59,11 +64,13 @@ def run_one(settings: Settings) -> None:
     engine = make_engine(settings.require_database_url(), pool_size=settings.worker_threads + 1)
     sessions = make_session_factory(engine)
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
+    analyser = Analyser.from_settings(settings)
     matcher = Matcher(
         sessions=sessions,
         blobs=LocalBlobStore(settings.blob_root),
         enqueue=lambda inbound_id: _enqueue(broker, inbound_id),
         sender_auth=SenderAuthConfig.from_settings(settings),
+        analyser=analyser,
     )
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
@@ -93,6 +100,7 @@ def run_one(settings: Settings) -> None:
     log.info("worker.draining")
     worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))
     broker.close()
+    analyser.close()
     webhooks.client.close()
     engine.dispose()
     log.info("worker.stopped")

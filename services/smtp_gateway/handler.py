@@ -14,7 +14,9 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
+from services.smtp_gateway.limits import TOO_MANY_RECIPIENTS, Anvil, client_of
 from services.smtp_gateway.store import InboundStore, NewInbound, Recipient
+from shared import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -22,14 +24,18 @@ UNKNOWN_MAILBOX = "550 5.1.1 No such Smart-BCC address here"
 RELAY_DENIED = "550 5.7.1 This server only accepts mail for its Smart-BCC addresses"
 TRY_LATER = "451 4.3.0 Temporary failure, please try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
+# A reply names this many inbound ids at most: a message to a thousand recipients still gets a one-line `250`.
+_IDS_IN_REPLY = 3
 
 
 class GatewayHandler:
-    def __init__(self, bcc_domain: str, store: InboundStore, enqueuer: AfterCommitEnqueuer) -> None:
+    def __init__(self, bcc_domain: str, store: InboundStore, enqueuer: AfterCommitEnqueuer, anvil: Anvil) -> None:
         self._bcc_domain = bcc_domain.lower()
         self._store = store
         self._enqueuer = enqueuer
-        self._recipients: weakref.WeakKeyDictionary[Envelope, list[Recipient]] = weakref.WeakKeyDictionary()
+        self._anvil = anvil
+        # Accepted recipients of each open transaction, by lower-cased address.
+        self._recipients: weakref.WeakKeyDictionary[Envelope, dict[str, Recipient]] = weakref.WeakKeyDictionary()
         # Envelopes between MAIL and the end of DATA; a reset or closed session drops its envelope, and with it the
         # entry. Shutdown waits for this set to empty before it closes sessions.
         self.open_transactions: weakref.WeakSet[Envelope] = weakref.WeakSet()
@@ -40,6 +46,9 @@ class GatewayHandler:
     ) -> str:
         if self.draining:
             return SHUTTING_DOWN
+        too_much = self._anvil.admit_message(client_of(session.peer))
+        if too_much is not None:
+            return too_much
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         self.open_transactions.add(envelope)
@@ -48,6 +57,12 @@ class GatewayHandler:
     async def handle_RCPT(  # noqa: N802 -- aiosmtpd's hook names
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        accepted = self._recipients.setdefault(envelope, {})
+        if address.lower() in accepted:
+            return "250 2.1.5 OK"  # the same mailbox twice gets the message once
+        max_recipients = self._anvil.limits.max_recipients
+        if max_recipients and len(accepted) >= max_recipients:
+            return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest in another transaction
         local_part, _, domain = address.rpartition("@")
         if domain.lower() != self._bcc_domain or not local_part:
             return RELAY_DENIED
@@ -61,13 +76,13 @@ class GatewayHandler:
         if recipient is None:
             return UNKNOWN_MAILBOX
         envelope.rcpt_tos.append(address)
-        self._recipients.setdefault(envelope, []).append(recipient)
+        accepted[address.lower()] = recipient
         return "250 2.1.5 OK"
 
     async def handle_DATA(  # noqa: N802 -- aiosmtpd's hook names
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        recipients = self._recipients.pop(envelope, [])
+        recipients = list(self._recipients.pop(envelope, {}).values())
         raw = envelope.original_content
         if not recipients or not isinstance(raw, bytes):
             return "554 5.5.1 No valid recipients"
@@ -84,12 +99,15 @@ class GatewayHandler:
             return TRY_LATER
         finally:
             self.open_transactions.discard(envelope)
+        metrics.messages_accepted(len(ids))
         self._enqueuer.submit(ids)
         return f"250 2.0.0 queued as {_queued_as(ids)}"
 
 
 def _queued_as(ids: list[uuid.UUID]) -> str:
-    return ",".join(str(inbound_id) for inbound_id in ids)
+    named = ",".join(str(inbound_id) for inbound_id in ids[:_IDS_IN_REPLY])
+    more = len(ids) - _IDS_IN_REPLY
+    return f"{named} and {more} more" if more > 0 else named
 
 
 def _peer(peer: Any) -> str | None:

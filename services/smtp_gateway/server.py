@@ -12,8 +12,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.smtp_gateway.enqueue import AfterCommitEnqueuer
 from services.smtp_gateway.handler import GatewayHandler
+from services.smtp_gateway.limits import Anvil, Limits
 from services.smtp_gateway.protocol import GatewaySMTP
 from services.smtp_gateway.store import InboundStore
+from shared import metrics
 from shared.broker import make_broker
 from shared.db import libpq_url
 from shared.settings import Settings
@@ -45,9 +47,10 @@ async def serve(settings: Settings) -> None:
     )
     await pool.open()
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
-    store = InboundStore(pool)
+    store = InboundStore(pool, recipient_cache_seconds=settings.smtp_recipient_cache_seconds)
     enqueuer = AfterCommitEnqueuer(broker)
-    handler = GatewayHandler(settings.bcc_domain, store, enqueuer)
+    anvil = Anvil(Limits.from_settings(settings))
+    handler = GatewayHandler(settings.bcc_domain, store, enqueuer, anvil)
     sessions: set[GatewaySMTP] = set()
 
     tls = _tls_context(settings)
@@ -55,6 +58,7 @@ async def serve(settings: Settings) -> None:
     def new_session() -> GatewaySMTP:
         return GatewaySMTP(
             sessions,
+            anvil,
             handler,
             hostname=settings.smtp_hostname,
             ident="Mailroom SMTP gateway",
@@ -62,7 +66,7 @@ async def serve(settings: Settings) -> None:
             enable_SMTPUTF8=True,
             decode_data=False,
             tls_context=tls,
-            max_sessions_per_peer=settings.smtp_max_sessions_per_peer,
+            timeout=settings.smtp_timeout_seconds,
             require_starttls=tls is not None and settings.smtp_require_starttls,
         )
 
@@ -73,14 +77,17 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
     log.info("gateway.listening", smtp=f"{settings.smtp_host}:{port}")
+    metrics.serve(settings.gateway_metrics_port, settings.metrics_host)
     await stop.wait()
 
     log.info("gateway.draining", sessions=len(sessions))
     server.close()
     handler.draining = True
     deadline = loop.time() + settings.smtp_drain_seconds
-    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll.
-    while handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
+    # Envelopes leave the weak set when their session resets or closes, which signals nothing: poll. A closed
+    # session's envelope can linger there until the garbage collector breaks its cycle, so with no session left
+    # there is nothing to wait for.
+    while sessions and handler.open_transactions and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(sessions):
         session.close_session()

@@ -7,11 +7,12 @@ under load many messages share one fsync while a lone message still commits at o
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import psycopg
 import structlog
@@ -48,29 +49,39 @@ class NewInbound:
 
 
 class InboundStore:
-    def __init__(self, pool: AsyncConnectionPool, *, committers: int = 4, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        committers: int = 4,
+        max_batch: int = 64,
+        recipient_cache_seconds: float = 10.0,
+        lookup_timeout: float = 5.0,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._waiting: asyncio.Queue[tuple[list[NewInbound], asyncio.Future[list[uuid.UUID]]]] = asyncio.Queue()
         self._committers = [asyncio.create_task(self._commit_loop()) for _ in range(committers)]
-        # Addresses change rarely and RCPT is on every message's path: remember hits briefly.
-        self._user_cache: dict[str, tuple[float, Recipient]] = {}
-        self._cache_seconds = 10.0
+        self._owners = _OwnerCache(recipient_cache_seconds)
+        # RCPT lookups may hold half the pool, never all of it: a flood of address guesses slows other RCPTs down,
+        # but commits (what turns into 250s) always find a connection.
+        self._lookup_slots = asyncio.Semaphore(max(1, pool.max_size // 2))
+        self._lookup_timeout = lookup_timeout
 
     async def find_recipient(self, local_part: str, address: str) -> Recipient | None:
-        cached = self._user_cache.get(local_part)
-        if cached is not None and cached[0] > time.monotonic():
-            return Recipient(address, cached[1].user_id, cached[1].account_id)
+        owner = self._owners.get(local_part)
+        if owner is _Cached.NOT_CACHED:
+            owner = await self._find_owner(local_part)
+            self._owners.put(local_part, owner)
+        return None if owner is None else Recipient(address, *owner)
 
+    async def _find_owner(self, local_part: str) -> tuple[uuid.UUID, uuid.UUID] | None:
         async def lookup(conn: AsyncConnection) -> tuple[uuid.UUID, uuid.UUID] | None:
             return await (await conn.execute(_FIND_USER, (local_part,))).fetchone()
 
-        row = await self._with_connection(lookup)
-        if row is None:
-            return None
-        recipient = Recipient(address=address, user_id=row[0], account_id=row[1])
-        self._user_cache[local_part] = (time.monotonic() + self._cache_seconds, recipient)
-        return recipient
+        # Waiting for a slot counts against the same bound as waiting for a connection: past it, RCPT says 451.
+        async with asyncio.timeout(self._lookup_timeout), self._lookup_slots:
+            return await self._with_connection(lookup)
 
     async def persist(self, rows: list[NewInbound]) -> list[uuid.UUID]:
         """Commit the rows (one per recipient) and return their ids; raises if they were not committed."""
@@ -147,6 +158,41 @@ class InboundStore:
             await self._pool.check()
             async with self._pool.connection() as conn:
                 return await work(conn)
+
+
+class _Cached(enum.Enum):
+    NOT_CACHED = enum.auto()
+
+
+Owner = tuple[uuid.UUID, uuid.UUID]  # (user id, account id)
+
+
+class _OwnerCache:
+    """Who owns a Smart-BCC local part, or that nobody does, remembered for a few seconds.
+
+    Addresses change rarely and RCPT is on every message's path; remembering misses too makes a sender that
+    repeats a wrong address cost nothing. Bounded: an address-guessing flood evicts its own oldest guesses.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 50_000) -> None:
+        self._seconds = seconds
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, Owner | None]] = {}
+
+    def get(self, local_part: str) -> Owner | Literal[_Cached.NOT_CACHED] | None:
+        entry = self._entries.get(local_part)
+        if entry is None or entry[0] <= time.monotonic():
+            return _Cached.NOT_CACHED
+        return entry[1]
+
+    def put(self, local_part: str, owner: Owner | None) -> None:
+        if not self._seconds:
+            return
+        # Re-inserted at the end, so the dict stays ordered by expiry and the first entry is the oldest.
+        self._entries.pop(local_part, None)
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[local_part] = (time.monotonic() + self._seconds, owner)
 
 
 def _settle(done: asyncio.Future[list[uuid.UUID]], outcome: list[uuid.UUID] | BaseException) -> None:

@@ -107,3 +107,36 @@ def test_cli_creates_and_revokes_tokens(api_stack: Stack, tenant: Tenant, api_se
         assert writer.get("/v1/persons").status_code == 401
     missing = mailroom(["tokens", "create", str(uuid.uuid4())], api_stack.env)
     assert missing.returncode == 2
+
+
+def test_smart_bcc_addresses_are_shown_only_to_their_user_and_account_admins(
+    api_stack: Stack, api: httpx.Client, mail: MailStore
+) -> None:
+    me, colleague = str(mail.tenant.user_id), api.post("/v1/users", json={"email": "col@acme.example"}).json()["id"]
+    addresses = {u["id"]: u["bcc_address"] for u in api.get("/v1/users").json()["data"]}
+    assert addresses[me] == mail.tenant.bcc_address  # the account-wide admin token sees every address
+    assert addresses[colleague].endswith("@bcc.mailroom.localhost")
+    held = mail.held(b"Subject: held\r\n\r\nbody\r\n")
+
+    def token(scope: str, user_id: str | None = None) -> str:
+        body = {"scope": scope} | ({"user_id": user_id} if user_id else {})
+        created = api.post("/v1/tokens", json=body)
+        assert created.status_code == 201, created.text
+        return str(created.json()["token"])
+
+    # (token, bound to me): user-bound tokens of any scope see their own user's address only; account-wide
+    # tokens below admin see none.
+    tokens = [(token(scope, me), True) for scope in ("read", "write", "admin")]
+    tokens += [(token(scope), False) for scope in ("read", "write")]
+    for secret, own in tokens:
+        scope = "user-bound" if own else "account-wide"
+        with client(api_stack, secret) as http:
+            listed = {u["id"]: u["bcc_address"] for u in http.get("/v1/users").json()["data"]}
+            shown = {user_id for user_id, address in listed.items() if address is not None}
+            assert shown == ({me} if own else set()), f"{scope} token sees {shown}"
+            assert http.get(f"/v1/users/{colleague}").json()["bcc_address"] is None
+            assert http.get(f"/v1/users/{me}").json()["bcc_address"] == (mail.tenant.bcc_address if own else None)
+            assert addresses[colleague] not in http.get("/v1/users").text
+            envelope_to = http.get(f"/v1/held-messages/{held}").json()["envelope_to"]
+            assert envelope_to == (mail.tenant.bcc_address if own else None)
+    assert api.get(f"/v1/held-messages/{held}").json()["envelope_to"] == mail.tenant.bcc_address

@@ -13,7 +13,9 @@ def test_healthz_and_readyz_need_no_token(api_stack: Stack) -> None:
 
 
 def test_openapi_documents_every_route_and_its_problems(api_stack: Stack) -> None:
-    document = httpx.get(f"{api_stack.api_url}/openapi.json").json()
+    # FastAPI builds the document on the first request (seconds for ~65 paths on a busy machine); this only
+    # guards against a hang.
+    document = httpx.get(f"{api_stack.api_url}/openapi.json", timeout=60).json()
     assert document["openapi"].startswith("3.1")
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.smtp_gateway.protocol import read_message
+from services.smtp_gateway.protocol import Unstuffer, read_message
 
 
 def stuffed(content: bytes) -> bytes:
@@ -86,3 +86,20 @@ def test_a_client_that_disconnects_mid_message_raises(tail: bytes) -> None:
 
     with pytest.raises(asyncio.IncompleteReadError):
         asyncio.run(go())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.lists(st.sampled_from([b".", b"..", b"a"]), max_size=6).map(b"".join), max_size=20),
+    cuts=st.lists(st.integers(min_value=1, max_value=5), max_size=40),
+)
+def test_dots_are_unstuffed_wherever_the_pieces_are_cut(lines: list[bytes], cuts: list[int]) -> None:
+    # Lines full of dots, and pieces that split CRLF from the dot after it, or CR from LF.
+    content = b"".join(line + b"\r\n" for line in lines)
+    wire = stuffed(content).removesuffix(b".\r\n")
+    unstuffer, position = Unstuffer(), 0
+    for cut in cuts:
+        unstuffer.feed(wire[position : position + cut])
+        position += cut
+    unstuffer.feed(wire[position:])
+    assert unstuffer.content() == content

@@ -24,10 +24,15 @@ def inbound_rows(sessions: sessionmaker[Session], tenant: Tenant) -> list[Inboun
 
 
 def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
-    infra: Infra, sessions: sessionmaker[Session], tenant: Tenant, tmp_path: Path
+    infra: Infra, scratch_database: str, tmp_path: Path
 ) -> None:
+    # A database of its own: a stack running beside this test must not sweep the message first.
+    engine = make_engine(scratch_database)
+    sessions = make_session_factory(engine)
+    tenant = new_tenant(sessions)
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    gateway = Stack(env=stack_env(infra, tmp_path, redis_url=dead_redis), log_dir=tmp_path)
+    env = stack_env(infra, tmp_path, database_url=scratch_database, redis_url=dead_redis)
+    gateway = Stack(env=env, log_dir=tmp_path)
     gateway.start("gateway")
     try:
         mail = make_mail(sender=tenant.user_email, to=["kim@client.example"], subject="Redis is down")
@@ -37,9 +42,11 @@ def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
     assert reply.startswith("2.0.0 queued as ")
     [row] = inbound_rows(sessions, tenant)
     assert row.status == "received"  # committed, but no queue message reached Redis
+    assert "enqueue.failed_left_for_sweep" in gateway_log(tmp_path)  # given up at shutdown, not waited on
 
     # A worker on a live Redis (its own namespace, so only its start-up sweep can have enqueued it).
-    worker = Stack(env=stack_env(infra, tmp_path, queue_namespace=f"{infra.namespace}-sweep"), log_dir=tmp_path)
+    env = stack_env(infra, tmp_path, database_url=scratch_database, queue_namespace=f"{infra.namespace}-sweep")
+    worker = Stack(env=env, log_dir=tmp_path)
     worker.start("worker")
     try:
         wait_for(
@@ -47,7 +54,12 @@ def test_with_redis_down_mail_is_accepted_and_arrives_after_the_sweep(
         )
     finally:
         worker.stop()
+        engine.dispose()
     assert "sweep.enqueued" in "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
+
+
+def gateway_log(directory: Path) -> str:
+    return "".join(p.read_text() for p in directory.glob("gateway-*.log"))
 
 
 def _set_read_only(admin_url: str, database: str, read_only: bool) -> None:
@@ -125,7 +137,10 @@ def test_sigterm_lets_an_open_transaction_finish_then_exits(
 
 
 def test_one_address_cannot_hold_every_session(infra: Infra, tmp_path: Path) -> None:
-    gateway = Stack(env=stack_env(infra, tmp_path, smtp_max_sessions_per_peer="2"), log_dir=tmp_path)
+    gateway = Stack(
+        env=stack_env(infra, tmp_path, smtp_max_sessions_per_peer="2", smtp_client_limit_exempt_networks=""),
+        log_dir=tmp_path,
+    )
     gateway.start("gateway")
     try:
         first = smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30)

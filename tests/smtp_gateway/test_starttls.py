@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import Infra, Tenant, stack_env
-from tests.support.stack import Stack, make_mail, wire_bytes
+from tests.support.stack import Stack, make_mail, wait_for, wire_bytes
 
 
 def self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
@@ -59,3 +59,48 @@ def test_a_sender_can_encrypt_with_starttls(infra: Infra, tenant: Tenant, tmp_pa
         assert reply.startswith(b"2.0.0 queued as ")
     finally:
         gateway.stop()
+
+
+def test_starttls_sessions_count_once_and_are_released(infra: Infra, tenant: Tenant, tmp_path: Path) -> None:
+    cert_file, key_file = self_signed(tmp_path, "mx.mailroom.test")
+    env = stack_env(
+        infra,
+        tmp_path,
+        smtp_tls_cert_file=str(cert_file),
+        smtp_tls_key_file=str(key_file),
+        smtp_max_sessions_per_peer="2",
+        smtp_client_limit_exempt_networks="",
+    )
+    gateway = Stack(env=env, log_dir=tmp_path)
+    gateway.start("gateway")
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    trusted.check_hostname = False
+    try:
+        with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30) as other:
+            # With another session open, each encrypted one is this address's last allowed: counting it twice
+            # refused it, and never giving its slots back refused the address for good.
+            for n in range(10):
+                # The previous session's slot is given back when the server sees it close, a moment after QUIT.
+                with wait_for(lambda: _connect(gateway.smtp_port), what="a free session slot") as smtp:
+                    smtp.starttls(context=trusted)
+                    smtp.ehlo("tests.example")
+                    smtp.mail(tenant.user_email)
+                    smtp.rcpt(tenant.bcc_address)
+                    mail = make_mail(sender=tenant.user_email, to=["x@y.example"], subject=f"TLS {n}")
+                    code, reply = smtp.data(wire_bytes(mail))
+                assert code == 250, reply
+            other.noop()
+        with (
+            smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30) as first,
+            smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=30) as second,
+        ):
+            assert first.noop()[0] == second.noop()[0] == 250
+    finally:
+        gateway.stop()
+
+
+def _connect(port: int) -> smtplib.SMTP | None:
+    try:
+        return smtplib.SMTP("127.0.0.1", port, timeout=30)
+    except smtplib.SMTPConnectError:
+        return None

@@ -108,7 +108,7 @@ class Stack:
             if service.process.poll() is not None:
                 raise AssertionError(f"{name} exited with {service.process.returncode}:\n{service.log()}")
             if name == "gateway":
-                return smtp_greets(self.smtp_port)
+                return smtp_greets(self.smtp_port, self.env.get("MAILROOM_SMTP_HOST", "127.0.0.1"))
             if name == "api":
                 return api_healthy(self.api_url)
             return "worker.started" in service.log()
@@ -122,9 +122,9 @@ class Stack:
                 service.stop()
 
 
-def smtp_greets(port: int) -> bool:
+def smtp_greets(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+        with socket.create_connection((host, port), timeout=1) as conn:
             return conn.recv(3) == b"220"
     except OSError:
         return False

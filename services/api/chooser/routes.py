@@ -60,6 +60,8 @@ def _out(session: Session, caller: Caller, items: list[Disambiguation]) -> list[
         candidates = []
         for candidate in item.candidates:
             deal = deals.get(str(candidate.get("deal_id")))
+            if deal is None and caller.user_id is not None:
+                continue  # a deal hidden from the user (another pipeline, someone's private deal) is no choice
             candidates.append(
                 Candidate(
                     deal_id=str(candidate.get("deal_id")),

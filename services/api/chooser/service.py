@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.api.access import deal_visible
 from services.api.deps import Caller
 from services.api.mailbox.service import get_thread, thread_visible
 from services.api.pagination import page_rows, paginate
@@ -65,7 +66,9 @@ def get_disambiguation(
 
 def candidate_deals(session: Session, caller: Caller, items: list[Disambiguation]) -> dict[str, Deal]:
     ids = {uuid.UUID(c["deal_id"]) for d in items for c in d.candidates if _is_uuid(c.get("deal_id"))}
-    deals = session.scalars(select(Deal).where(Deal.account_id == caller.account_id, Deal.id.in_(ids))).all()
+    deals = session.scalars(
+        select(Deal).where(Deal.account_id == caller.account_id, Deal.id.in_(ids), deal_visible(caller))
+    ).all()
     return {str(d.id): d for d in deals}
 
 
@@ -85,7 +88,15 @@ def link_thread(session: Session, caller: Caller, thread_id: uuid.UUID, deal_id:
     thread = get_thread(session, caller, thread_id, for_update=True)
     if (
         deal_id is not None
-        and session.scalar(select(Deal.id).where(Deal.account_id == caller.account_id, Deal.id == deal_id)) is None
+        and session.scalar(
+            select(Deal.id).where(
+                Deal.account_id == caller.account_id,
+                Deal.id == deal_id,
+                Deal.deleted_at.is_(None),
+                deal_visible(caller),
+            )
+        )
+        is None
     ):
         raise invalid("deal_id", "no such deal in this account")
     previous = thread.deal_id

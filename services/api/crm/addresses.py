@@ -21,7 +21,8 @@ def record_addresses(
     records: Iterable[tuple[uuid.UUID, uuid.UUID | None]],
 ) -> dict[uuid.UUID, str | None]:
     """`{record id: address}` for (record id, owner user id) pairs: the caller's own Smart-BCC address if the token
-    acts for a user, else the owner's; None when there is neither."""
+    acts for a user, else the owner's; None when there is neither, or when the caller may not read the owner's
+    address (like the plain Smart-BCC address, it lets anyone put mail into that user's CRM)."""
     pairs = list(records)
     users = {caller.user_id} if caller.user_id is not None else {owner for _, owner in pairs if owner is not None}
     local_parts = dict(
@@ -34,7 +35,8 @@ def record_addresses(
     addresses: dict[uuid.UUID, str | None] = {}
     for record_id, owner in pairs:
         user_id = caller.user_id or owner
-        local_part = None if user_id is None else local_parts.get(user_id)
+        visible = user_id is not None and caller.sees_bcc_address_of(user_id)
+        local_part = local_parts.get(user_id) if visible and user_id is not None else None
         addresses[record_id] = (
             None if local_part is None else tagged_bcc_address(local_part, bcc_domain, f"{kind}-{record_id}")
         )

@@ -255,7 +255,7 @@ class DealOut(BaseModel):
     visibility: VisibilityLiteral
     bcc_address: str | None = Field(
         description="Mail BCC'd to this address lands on the deal: the caller's (or the owner's) Smart-BCC address "
-        "with `+deal-<id>`; null for an account token on a deal without owner."
+        "with `+deal-<id>`; null without an owner, and for account tokens below `admin`."
     )
     deleted_at: datetime | None = Field(description="Deleted deals keep their history (events, mail, notes).")
     created_at: datetime

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response, status
 
 from services.api.common import Page
-from services.api.deps import CurrentCaller, DbSession, filter_id, parse_id
+from services.api.deps import Caller, CurrentCaller, DbSession, filter_id, parse_id
 from services.api.held import service
 from services.api.held.schemas import HeldOut, ReprocessAll, Reprocessed
 from services.api.mailbox.schemas import SenderAuthenticationOut
@@ -27,7 +27,7 @@ def list_held(
 ) -> Page[HeldOut]:
     """Held (the matcher would not place it) and failed (processing gave up) mail, newest first."""
     rows, next_cursor = service.list_held(session, caller, status, filter_id(user_id), cursor, limit)
-    return Page[HeldOut](data=[_out(r) for r in rows], next_cursor=next_cursor)
+    return Page[HeldOut](data=[_out(r, caller) for r in rows], next_cursor=next_cursor)
 
 
 @router.post("/reprocess", response_model=Reprocessed)
@@ -38,7 +38,7 @@ def reprocess_all(body: ReprocessAll, caller: CurrentCaller, session: DbSession)
 
 @router.get("/{inbound_id}", response_model=HeldOut, response_model_by_alias=True)
 def get_held(inbound_id: str, caller: CurrentCaller, session: DbSession) -> HeldOut:
-    return _out(service.get_held(session, caller, parse_id(inbound_id, "Held message")))
+    return _out(service.get_held(session, caller, parse_id(inbound_id, "Held message")), caller)
 
 
 @router.post(
@@ -59,7 +59,7 @@ def discard(inbound_id: str, caller: CurrentCaller, session: DbSession) -> Respo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _out(row: Any) -> HeldOut:
+def _out(row: Any, caller: Caller) -> HeldOut:
     subject, sender = service.headers(bytes(row.head or b""))
     return HeldOut(
         id=str(row.id),
@@ -69,7 +69,7 @@ def _out(row: Any) -> HeldOut:
         attempts=row.attempts,
         user_id=str(row.user_id),
         envelope_from=row.envelope_from,
-        envelope_to=row.envelope_to,
+        envelope_to=row.envelope_to if caller.sees_bcc_address_of(row.user_id) else None,
         received_at=row.received_at,
         size=row.size,
         subject=subject,

@@ -17,7 +17,9 @@ class HeldOut(BaseModel):
     attempts: int
     user_id: str
     envelope_from: str
-    envelope_to: str
+    envelope_to: str | None = Field(
+        description="The Smart-BCC address it was sent to; null unless the token may see that user's address."
+    )
     received_at: datetime
     size: int
     subject: str | None = Field(description="From the raw headers, to recognise the mail.")

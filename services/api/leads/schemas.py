@@ -54,7 +54,7 @@ class LeadOut(BaseModel):
     owner_user_id: str | None
     bcc_address: str | None = Field(
         description="Mail BCC'd to this address lands on the lead (`+lead-<id>` of the caller's or owner's "
-        "Smart-BCC address); null for an account token on a lead without owner."
+        "Smart-BCC address); null without an owner, and for account tokens below `admin`."
     )
     converted_at: datetime | None
     person_id: str | None = Field(description="After conversion: the person it became (or was matched to).")

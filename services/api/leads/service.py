@@ -104,6 +104,7 @@ def create_lead(session: Session, caller: Caller, body: LeadIn) -> Lead:
     stamp_created(session, caller, lead)
     session.add(lead)
     session.flush()
+    session.refresh(lead)  # values as stored (money with its two decimals), the same as a later GET shows
     return lead
 
 
@@ -116,6 +117,8 @@ def update_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lead
     _apply(session, caller, lead, body, body.model_fields_set)
     _validate(lead)
     stamp_updated(session, caller, lead)
+    session.flush()
+    session.refresh(lead)
     return lead
 
 

@@ -12,7 +12,12 @@ from fastapi import Response
 # Types a browser renders without running anything; everything else is served as opaque bytes.
 _RASTER_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
 _SAFE_TYPES = _RASTER_IMAGES | {"application/pdf", "text/plain", "text/csv", "application/zip"}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only (`\d` would also take other scripts' digits); RFC 9110 §14.1.1 allows spaces around the range.
+_RANGE = re.compile(r"bytes=[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.IGNORECASE)
+# A position with more digits than this is past the end of anything we store; int() is never asked to parse it
+# (CPython refuses strings over 4300 digits, which made a huge Range header a 500).
+_MAX_POSITION_DIGITS = 18
+_PAST_EVERY_END: int = 10**_MAX_POSITION_DIGITS
 
 
 def safe_content_type(declared: str) -> str:
@@ -30,26 +35,38 @@ def disposition(filename: str | None, *, inline: bool) -> str:
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
     """(first, last) for one satisfiable range; None to send everything; False when unsatisfiable (416).
 
-    Several ranges in one header are answered with the whole content, which RFC 9110 allows.
+    Follows RFC 9110 §14.1–14.2: a header that is not a valid `bytes` range (other units, bad syntax, a last
+    position before the first) is ignored, so the whole content is sent; several ranges in one header are
+    answered with the whole content too, which the RFC allows. Unsatisfiable means the first position is at or
+    past the end, or a suffix of zero bytes was asked for.
     """
     if header is None or "," in header:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text and not last_text:
         return None
     if not first_text:  # the last N bytes
-        length = int(last_text)
-        if length == 0 or size == 0:
+        if _position(last_text) == 0 or size == 0:
             return False
-        return max(size - length, 0), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if first >= size or (last_text and last < first):
+        return max(size - _position(last_text), 0), size - 1
+    first = _position(first_text)
+    if last_text and _position(last_text) < first:
+        return None  # an invalid range-spec: the header is ignored
+    if first >= size:
         return False
-    return first, min(last, size - 1)
+    last = min(_position(last_text), size - 1) if last_text else size - 1
+    return first, last
+
+
+def _position(digits: str) -> int:
+    """A byte position; anything too long to be a real position counts as "past every end" (it is, by far)."""
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > _MAX_POSITION_DIGITS:
+        return _PAST_EVERY_END
+    return int(significant)
 
 
 def serve(

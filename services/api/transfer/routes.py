@@ -16,7 +16,6 @@ from services.api.transfer.schemas import ImportReportOut, RejectionOut
 
 router = APIRouter(prefix="/v1", tags=["import and export"])
 
-MAX_IMPORT_BYTES = 50 * 1024 * 1024
 CSV_BODY = Body(
     media_type="text/csv",
     description="UTF-8 CSV with a header line. Columns: see the README (an export has exactly the importable columns).",
@@ -33,9 +32,8 @@ def import_csv(
 ) -> ImportReportOut:
     """Create or update records from CSV. Rows with an `id` or a known `external_id` update that record, so the same
     file imported twice changes nothing the second time. Each rejected row is reported with every reason; the other
-    rows are imported (or, with `dry_run`, only checked)."""
-    if len(content) > MAX_IMPORT_BYTES:
-        raise Problem(413, "too-large", "File too large", f"Import at most {MAX_IMPORT_BYTES // 2**20} MiB at once.")
+    rows are imported (or, with `dry_run`, only checked). The body is capped like every request's
+    (`MAILROOM_API_MAX_BODY_BYTES`); larger files go through `mailroom import`, which streams them."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:

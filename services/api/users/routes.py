@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from services.api.common import Page
-from services.api.deps import AdminCaller, CurrentCaller, DbSession, get_settings, parse_id
+from services.api.deps import AdminCaller, Caller, CurrentCaller, DbSession, get_settings, parse_id
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.problems import ProblemDetail
 from services.api.users import service
@@ -26,29 +26,29 @@ def list_users(
     request: Request, caller: CurrentCaller, session: DbSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[UserOut]:
     rows, next_cursor = service.list_users(session, caller, cursor, limit)
-    return Page[UserOut](data=_out(request, session, rows), next_cursor=next_cursor)
+    return Page[UserOut](data=_out(request, session, caller, rows), next_cursor=next_cursor)
 
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
 def create_user(request: Request, body: UserIn, caller: AdminCaller, session: DbSession) -> UserOut:
-    return _out(request, session, [service.create_user(session, caller, str(body.email), body.name)])[0]
+    return _out(request, session, caller, [service.create_user(session, caller, str(body.email), body.name)])[0]
 
 
 @router.get("/{user_id}", response_model=UserOut)
 def get_user(request: Request, user_id: str, caller: CurrentCaller, session: DbSession) -> UserOut:
-    return _out(request, session, [service.get_user(session, caller, parse_id(user_id, "User"))])[0]
+    return _out(request, session, caller, [service.get_user(session, caller, parse_id(user_id, "User"))])[0]
 
 
 @router.patch("/{user_id}", response_model=UserOut)
 def update_user(request: Request, user_id: str, body: UserPatch, caller: AdminCaller, session: DbSession) -> UserOut:
     user = service.rename_user(session, caller, parse_id(user_id, "User"), body.name)
-    return _out(request, session, [user])[0]
+    return _out(request, session, caller, [user])[0]
 
 
 @router.post("/{user_id}/bcc-address/rotate", response_model=UserOut)
 def rotate_bcc_address(request: Request, user_id: str, caller: AdminCaller, session: DbSession) -> UserOut:
     """Issue a new Smart-BCC address; mail to the old one is refused from now on."""
-    return _out(request, session, [service.rotate_bcc(session, caller, parse_id(user_id, "User"))])[0]
+    return _out(request, session, caller, [service.rotate_bcc(session, caller, parse_id(user_id, "User"))])[0]
 
 
 @router.post(
@@ -93,7 +93,7 @@ def delete_alias(user_id: str, alias_id: str, caller: AdminCaller, session: DbSe
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _out(request: Request, session: Session, users: list[User]) -> list[UserOut]:
+def _out(request: Request, session: Session, caller: Caller, users: list[User]) -> list[UserOut]:
     domain = get_settings(request).bcc_domain
     aliases = service.aliases_of(session, users)
     return [
@@ -101,7 +101,7 @@ def _out(request: Request, session: Session, users: list[User]) -> list[UserOut]
             id=str(u.id),
             email=u.email,
             name=u.name,
-            bcc_address=bcc_address(u, domain),
+            bcc_address=bcc_address(u, domain) if caller.sees_bcc_address_of(u.id) else None,
             aliases=[_alias(a) for a in aliases[u.id]],
             created_at=u.created_at,
         )
@@ -124,8 +124,11 @@ def _alias(alias: UserAlias) -> AliasOut:
 # /v1/ because they are pages for people, not API operations.
 confirmations_router = APIRouter(prefix="/alias-confirmations", tags=["users"])
 
+# Spelled out (not `model=`): FastAPI would document a page route's errors as text/html.
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProblemDetail, "description": "The link is unknown or has expired."}
+    404: {"description": "The link is unknown or has expired.", "content": _PROBLEM},
+    422: {"description": "The request is not valid.", "content": _PROBLEM},
 }
 
 
@@ -138,7 +141,14 @@ def alias_confirmation_page(request: Request, token: str, session: DbSession) ->
     return HTMLResponse(_page("Confirm this sender address", question + form))
 
 
-@confirmations_router.post("/{token}", response_model=AliasConfirmed, responses=_NOT_FOUND)
+@confirmations_router.post(
+    "/{token}",
+    response_model=AliasConfirmed,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Confirmed (HTML for browsers)"},
+        **_NOT_FOUND,
+    },
+)
 def confirm_alias(request: Request, token: str, session: DbSession) -> AliasConfirmed | HTMLResponse:
     """Verify the alias this link was sent to."""
     alias = service.confirm_alias(session, get_settings(request), token)

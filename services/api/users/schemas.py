@@ -27,7 +27,10 @@ class UserOut(BaseModel):
     id: str
     email: str
     name: str | None
-    bcc_address: str = Field(description="The user's Smart-BCC address; rotate it if it leaked.")
+    bcc_address: str | None = Field(
+        description="The user's Smart-BCC address; rotate it if it leaked. Shown only to the user's own tokens and "
+        "to account-wide admin tokens (null otherwise): whoever knows it can put mail into the user's CRM."
+    )
     aliases: list[AliasOut]
     created_at: datetime
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ from services.api.problems import conflict, invalid, not_found
 from shared.broker import webhook_deliver
 from shared.events import WebhookSettings, enqueue_after_commit, new_secret
 from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.public_addresses import refusal_reason_of_text
 
 
 def check_url(url: str, settings: WebhookSettings) -> str:
@@ -28,12 +28,9 @@ def check_url(url: str, settings: WebhookSettings) -> str:
         host = parts.hostname
         if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
             raise invalid("url", "must be reachable on the public internet")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return url.strip()
-        if not address.is_global:
-            raise invalid("url", "must be reachable on the public internet")
+        reason = refusal_reason_of_text(host)
+        if reason is not None:
+            raise invalid("url", f"must be reachable on the public internet, not a {reason}")
     return url.strip()
 
 

@@ -240,10 +240,12 @@ _HEADER_LINE = re.compile(
 _INLINE_LABEL = re.compile(rf"(?P<label>{_LABEL_ALTERNATION})[ \t]?[:：]", re.IGNORECASE)
 
 _QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
-_ONE_QUOTE_LEVEL = re.compile(r"^[ \t]*>[ \t]?")
+_ONE_QUOTE_LEVEL = re.compile(r"[ \t]*>[ \t]?")
 _RULE_LINE = re.compile(r"^_{20,}$")
 _DASH_RUN = re.compile(r"^-{2,}")
-_GENERIC_DASHED = re.compile(r"^-{2,}[ \t]*(?P<phrase>[^-\s][^-]*?)[ \t]*-{2,}[ \t]*(?P<rest>.*)$")
+# The phrase runs to the first dash (it holds none); a lazy phrase followed by `[ \t]*` would retry a long run
+# of blanks from each of its positions.
+_GENERIC_DASHED = re.compile(r"^-{2,}[ \t]*(?P<phrase>[^-\s][^-]*)-{2,}[ \t]*(?P<rest>.*)$")
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*(?P<prefix>[^\s:：\[\]]{1,12}?)\s*[:：]\s*")
 
 # Quantifiers are bounded by RFC 5321's length limits so that a huge garbage line cannot make a search
@@ -258,32 +260,47 @@ _GLUED_MAILTO = re.compile(r"(?<=\S)<mailto:([^<>\s]*)>", re.IGNORECASE)
 _SPACED_MAILTO = re.compile(r"[<\[]mailto:([^<>\[\]\s]*)[>\]]", re.IGNORECASE)
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("«", "»"), ("„", "”"), ("„", "“"), ("“", "”"))
 
+_WHO_ADDRESS = r"(?:<[^<>\s]+@[^<>\s]+>|\[[^\[\]\s]+@[^\[\]\s]+\]|\(\s*<?[^()<>\s]+@[^()<>\s]+>?\s*\))"
 _WHO = (
     r"(?P<who>(?:\"[^\"\n]+\"|«[^»\n]+»|„[^”“\n]+[”“]|'[^'\n]+'|[^\s\d,<>\[\]()\"«»„”][^\d,<>\[\]()\"«»„”\n]*?)?"
-    r"\s*(?:<[^<>\s]+@[^<>\s]+>|\[[^\[\]\s]+@[^\[\]\s]+\]|\(\s*<?[^()<>\s]+@[^()<>\s]+>?\s*\)))"
+    rf"\s*{_WHO_ADDRESS})"
 )
 
 
-def _compile_attribution(template: str) -> re.Pattern[str]:
+@dataclass(frozen=True)
+class _Attribution:
+    # The address and the words that follow it, searched first: the full pattern tries every split of the line
+    # into date and name (quadratic in the line), which is only worth doing when the line can match at all.
+    address_then_words: re.Pattern[str]
+    pattern: re.Pattern[str]
+
+
+def _template_text(piece: str) -> str:
     parts: list[str] = []
-    for piece in re.split(r"(\{date\}|\{who\})", template):
-        if piece == "{date}":
-            parts.append(r"(?P<date>.+?)")
-        elif piece == "{who}":
-            parts.append(_WHO)
+    for char in piece:
+        if char == " ":
+            parts.append(r"\s+")
+        elif char == ",":
+            parts.append(r"\s*,?")
+        elif char == ":":
+            parts.append(r"\s*:")
         else:
-            for char in piece:
-                if char == " ":
-                    parts.append(r"\s+")
-                elif char == ",":
-                    parts.append(r"\s*,?")
-                elif char == ":":
-                    parts.append(r"\s*:")
-                else:
-                    parts.append(re.escape(char))
+            parts.append(re.escape(char))
     # "\s+" next to an optional comma would demand a space the client may not write; relax those joints.
-    pattern = "".join(parts).replace(r"\s*,?\s+", r"\s*,?\s*")
-    return re.compile(rf"^\s*{pattern}\s*$", re.IGNORECASE)
+    return "".join(parts).replace(r"\s*,?\s+", r"\s*,?\s*")
+
+
+def _compile_attribution(template: str) -> _Attribution:
+    pieces = re.split(r"(\{date\}|\{who\})", template)
+    slots = {"{date}": r"(?P<date>.+?)", "{who}": _WHO}
+    pattern = "".join(slots.get(piece) or _template_text(piece) for piece in pieces).replace(r"\s*,?\s+", r"\s*,?\s*")
+    after_who = pieces.index("{who}") + 1
+    words = _template_text(pieces[after_who]) if after_who < len(pieces) else ""
+    line_end = r"\s*$" if after_who + 1 >= len(pieces) else ""
+    return _Attribution(
+        address_then_words=re.compile(_WHO_ADDRESS + words + line_end, re.IGNORECASE),
+        pattern=re.compile(rf"^\s*{pattern}\s*$", re.IGNORECASE),
+    )
 
 
 _ATTRIBUTIONS = tuple(_compile_attribution(t) for t in _ATTRIBUTION_TEMPLATES)
@@ -316,6 +333,10 @@ def _glued_colonless(field: _Field) -> re.Pattern[str]:
 
 _GLUED_COLONLESS_LABELS = {field: _glued_colonless(field) for field in (_Field.CC, _Field.DATE, _Field.SUBJECT)}
 _MAX_ATTRIBUTION_LENGTH = 600  # two wrapped lines at most; longer lines are prose
+# RFC 5321: a mailbox is at most 64 + 1 + 255 characters; looking further back for one is wasted (and quadratic).
+_MAX_ADDRESS_LENGTH = 320
+# A display name longer than this is not a name; the quote-stripping loop below copies the name per pair.
+_MAX_NAME_LENGTH = 1000
 _ADDRESS_FIELDS = (_Field.FROM, _Field.TO, _Field.CC, _Field.BCC, _Field.REPLY_TO)
 _CORE_FIELDS = (_Field.FROM, _Field.TO, _Field.CC, _Field.DATE, _Field.SUBJECT)
 
@@ -501,7 +522,9 @@ def _skip_blank(lines: list[_Line], start: int, *, limit: int) -> int:
 
 
 def _parse_header_block(lines: list[_Line], start: int) -> _HeaderBlock | None:
-    fields: dict[_Field, str] = {}
+    # Values are collected as pieces and joined once: a wrapped address list can run over many thousands of
+    # lines, and re-joining it per line would copy it as many times.
+    pieces: dict[_Field, list[str]] = {}
     last: _Field | None = None
     index = start
     while index < len(lines):
@@ -509,15 +532,16 @@ def _parse_header_block(lines: list[_Line], start: int) -> _HeaderBlock | None:
         match = _HEADER_LINE.match(text.lstrip())
         if match is not None:
             field = _LABEL_TO_FIELD.get(_fold(match.group("label")), _Field.OTHER)
-            if field in fields and field is not _Field.OTHER:
+            if field in pieces and field is not _Field.OTHER:
                 break  # a second From/To/...: the next nested message starts here without a blank line
-            fields[field] = match.group("value").strip()
+            pieces[field] = [match.group("value").strip()]
             last = field
-        elif last is not None and _continues(text, last, fields[last]):
-            fields[last] = f"{fields[last]} {text.strip()}"
+        elif last is not None and _continues(text, last, pieces[last][-1]):
+            pieces[last].append(text.strip())
         else:
             break
         index += 1
+    fields = {field: " ".join(values) for field, values in pieces.items()}
     return _HeaderBlock(fields=fields, end=index, depth=lines[start].depth) if fields else None
 
 
@@ -576,8 +600,10 @@ def _read_attribution(lines: list[_Line], index: int, bare_subject: str | None) 
         # Every template names an address and ends with a colon: skip the regexes for ordinary lines.
         if "@" not in candidate_text or not candidate_text.endswith((":", "：")):
             continue
-        for pattern in _ATTRIBUTIONS:
-            match = pattern.match(candidate_text)
+        for attribution in _ATTRIBUTIONS:
+            if attribution.address_then_words.search(candidate_text) is None:
+                continue
+            match = attribution.pattern.match(candidate_text)
             if match is None:
                 continue
             date, who_text = _split_meridiem(match.group("date").strip(" ,"), match.group("who"))
@@ -617,12 +643,22 @@ def _extract_body(lines: list[_Line], start: int, header_depth: int) -> str:
     depth = max(header_depth, body_depth)
     stripped: list[str] = []
     for line in region:
-        raw = line.raw
-        for _ in range(min(depth, line.depth)):
-            raw = _ONE_QUOTE_LEVEL.sub("", raw, count=1)
+        raw = _without_quote_levels(line.raw, min(depth, line.depth))
         stripped.append("" if not raw.strip() else raw)
     # Outlook 2019 indents the forwarded copy instead of quoting it.
     return textwrap.dedent("\n".join(stripped)).strip()
+
+
+def _without_quote_levels(raw: str, levels: int) -> str:
+    """`raw` without its first `levels` quote markers (each with the blanks around it), in one pass: a line
+    quoted ten thousand levels deep must not be copied once per level."""
+    position = 0
+    for _ in range(levels):
+        match = _ONE_QUOTE_LEVEL.match(raw, position)
+        if match is None:
+            break
+        position = match.end()
+    return raw[position:]
 
 
 def _parse_mailboxes(value: str, *, single: bool = False) -> tuple[ForwardedAddress, ...]:
@@ -638,7 +674,7 @@ def _resolve_mailto(value: str) -> str:
     """Drop Outlook's link annotations: `x@y<mailto:x@y>` keeps `x@y`, `Name<mailto:x@y>` becomes `Name <x@y>`."""
 
     def glued(match: re.Match[str]) -> str:
-        before = value[: match.start()]
+        before = value[max(0, match.start() - _MAX_ADDRESS_LENGTH) : match.start()]
         token = re.split(r"[\s<>\[\],;]", before)[-1]
         return "" if "@" in token else f" <{match.group(1)}>"
 
@@ -712,7 +748,7 @@ def _parse_mailbox(piece: str) -> ForwardedAddress | None:
 
 
 def _clean_name(text: str) -> str | None:
-    name = text.strip().rstrip("(").strip()
+    name = text.strip()[:_MAX_NAME_LENGTH].rstrip("(").strip()
     if name.startswith("(") and name.endswith(")"):
         name = name[1:-1].strip()
     changed = True

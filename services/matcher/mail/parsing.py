@@ -29,12 +29,18 @@ from email.utils import parsedate_to_datetime
 import mailparser
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
-# Lenient on purpose: real encoded words carry spaces inside the text and a `*lang` suffix on the charset.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?(.*?)\?=", re.DOTALL)
+# Lenient on purpose: real encoded words carry spaces inside the text and a `*lang` suffix on the charset. The
+# text holds no "?" (RFC 2047 encodes it), so it ends at the next one: `.*?\?=` would scan to the end of the
+# header from every "=?" that never closes, which is quadratic.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
-_UUENCODED = re.compile(rb"^begin[ \t]+([0-7]{3,4})[ \t]+([^\r\n]+?)[ \t]*\r?$(.*?)^end[ \t]*\r?$", re.M | re.S)
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+# A uuencoded block is found in two linear steps (its `begin` line, then the next `end` line) rather than one
+# pattern with `(.*?)^end`, which rescans to the end of the text from every `begin` line that has no `end`.
+_UUENCODE_BEGIN = re.compile(rb"^begin[ \t]+([0-7]{3,4})[ \t]+([^\r\n]+)\r?$", re.M)
+_UUENCODE_END = re.compile(rb"^end[ \t]*\r?$", re.M)
+_META_CHARSET = re.compile(rb"""<meta[^>]{1,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_HIGH_BYTE_RUN = re.compile(rb"[\x80-\xff]+")
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _STANDARD_HEADER = re.compile(
     rb"(?i)(from|to|cc|subject|date|message-id|mime-version|content-type|received|return-path|reply-to)[ \t]*:"
@@ -387,18 +393,22 @@ def _split_address_list(value: str) -> list[str]:
     items: list[str] = []
     current: list[str] = []
     quoted = angle = False
+    # Whether `current` holds an "@" or "<"; kept as we go, since re-reading `current` at each ":" is quadratic.
+    addressy = False
     comment = 0
     index = 0
     while index < len(value):
         char = value[index]
         if char == "\\" and (quoted or comment):
             current.append(value[index : index + 2])
+            addressy = addressy or "@" in value[index : index + 2]
             index += 2
             continue
         if not quoted and not comment and char == "=":
             word = _ENCODED_WORD.match(value, index)
             if word is not None:
                 current.append(word.group())
+                addressy = addressy or "@" in word.group() or "<" in word.group()
                 index = word.end()
                 continue
         if quoted:
@@ -416,13 +426,15 @@ def _split_address_list(value: str) -> list[str]:
         elif char in ",;" and not angle:
             items.append("".join(current))
             current = []
+            addressy = False
             index += 1
             continue
-        elif char == ":" and not angle and "@" not in "".join(current) and "<" not in "".join(current):
+        elif char == ":" and not angle and not addressy:
             current = []  # a group's display name ("undisclosed-recipients:") names no mailbox
             index += 1
             continue
         current.append(char)
+        addressy = addressy or char in "@<"
         index += 1
     items.append("".join(current))
     return [item for item in items if item.strip()]
@@ -683,16 +695,21 @@ class _BodyWalker:
             return data
         kept = bytearray()
         position = 0
-        for match in _UUENCODED.finditer(data):
-            content = _uudecode(match.group(3))
+        search_from = 0
+        while (begin := _UUENCODE_BEGIN.search(data, search_from)) is not None:
+            end = _UUENCODE_END.search(data, begin.end())
+            if end is None:
+                break  # no `end` line below: no later `begin` has one either
+            search_from = end.end()
+            content = _uudecode(data[begin.end() : end.start()])
             if content is None:
                 self.defects.add(f"{where}: uuencoded block could not be decoded; left in the text")
                 continue
-            kept.extend(data[position : match.start()])
-            position = match.end()
+            kept.extend(data[position : begin.start()])
+            position = end.end()
             self.attachments.append(
                 ParsedAttachment(
-                    filename=_best_effort_text(match.group(2)).strip() or None,
+                    filename=_best_effort_text(begin.group(2).rstrip(b" \t")).strip() or None,
                     content_type="application/octet-stream",
                     content_id=None,
                     content=content,
@@ -889,8 +906,11 @@ def _raw_bodies(message: email.message.Message, data: bytes) -> dict[email.messa
     return found
 
 
-def _locate(part: email.message.Message, entity: bytes, found: dict[email.message.Message, bytes]) -> None:
-    if _has_defect(part, "MissingHeaderBodySeparatorDefect"):
+def _locate(
+    part: email.message.Message, entity: bytes, found: dict[email.message.Message, bytes], depth: int = 0
+) -> None:
+    # Each level splits its whole body again; past the depth the walker reads, that work is for nothing.
+    if depth > _MAX_DEPTH or _has_defect(part, "MissingHeaderBodySeparatorDefect"):
         return  # the parser found the body somewhere a blank-line search would not
     body = _body_of(entity)
     found[part] = body
@@ -903,7 +923,7 @@ def _locate(part: email.message.Message, entity: bytes, found: dict[email.messag
         return
     for child, chunk in zip(children, chunks, strict=True):
         if isinstance(child, email.message.Message):
-            _locate(child, chunk, found)
+            _locate(child, chunk, found, depth + 1)
 
 
 def _body_of(entity: bytes) -> bytes:
@@ -964,6 +984,8 @@ def _decode_bytes(data: bytes, charset: str | None, defects: _Defects | None, wh
     if codec is not None:
         if codec == "cp1252":  # every byte is Latin-1 text at worst; the labels asked for it
             return _safe_text(data.decode(codec, "_mailroom_latin1"))
+        if codec == "utf-8" and _is_utf8(data):
+            return _safe_text(data.decode("utf-8"))
         if codec == "utf-8" and _mostly_utf8(data):
             # A few Latin bytes pasted into UTF-8 text: keep the UTF-8 and read only those bytes as Latin.
             if defects is not None:
@@ -1007,18 +1029,28 @@ def _guess_text(data: bytes, hints: tuple[str, ...] = ()) -> tuple[str, str]:
     return _safe_text(data.decode("cp1252", "_mailroom_latin1")), "windows-1252"
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _mostly_utf8(data: bytes) -> bool:
     text = data.decode("utf-8", "replace")
     return sum(1 for char in text if ord(char) >= 0x80 and char != "\ufffd") >= text.count("\ufffd")
 
 
 def _bytes_in_runs(data: bytes) -> bool:
-    high = [index for index, byte in enumerate(data) if byte >= 0x80]
-    if not high:
-        return False
-    positions = set(high)
-    paired = sum(1 for index in high if index - 1 in positions or index + 1 in positions)
-    return paired >= 0.9 * len(high)
+    """Whether nine in ten 8-bit bytes sit next to another one. Counted per run, without a list of positions:
+    this runs on whole bodies, and a position list of a 25 MB body would take gigabytes."""
+    high = paired = 0
+    for run in _HIGH_BYTE_RUN.finditer(data):
+        length = run.end() - run.start()
+        high += length
+        paired += length if length > 1 else 0
+    return high > 0 and paired >= 0.9 * high
 
 
 def _latin1_for_undefined(error: UnicodeError) -> tuple[str, int]:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from enum import Enum
 from html.parser import HTMLParser
 
-__all__ = ["extract_new_text", "html_to_text"]
+__all__ = ["MAX_HTML_CHARS", "MAX_QUOTE_SCAN_CHARS", "extract_new_text", "html_to_text"]
+
+# Bounds that keep one message's analysis small whatever its shape. Only the head of a longer body is read for
+# its new text (a preview, and the reply's own words come first); only the head of longer HTML becomes text.
+MAX_QUOTE_SCAN_CHARS = 1_000_000
+MAX_HTML_CHARS = 2_000_000
+# Deeper blockquotes are drawn at this depth: each level adds "> " to every line inside it.
+MAX_QUOTE_DEPTH = 50
 
 
 # --------------------------------------------------------------------------
@@ -322,9 +329,11 @@ _WORD_BOUNDARY_R = rf"(?![{_ALPHABETIC}])"
 _RE_ENDS_WITH_VERB = re.compile(rf"{_WORD_BOUNDARY_L}(?:{_VERB}){_WORD_BOUNDARY_R}\s*[:：]?$", _FLAGS)
 # Verb somewhere inside: "Bob <b@x> schrieb am Di., 16. Aug. 2016 um 12:52 Uhr:".
 _RE_HAS_VERB = re.compile(rf"{_WORD_BOUNDARY_L}(?:{_VERB}){_WORD_BOUNDARY_R}", _FLAGS)
-_RE_EMAIL = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+", _FLAGS)
+# The local part starts where its run of address characters starts: a search may otherwise retry the run from
+# each of its positions, which is quadratic on a long line of letters without an "@" after them.
+_RE_EMAIL = re.compile(r"(?<![\w.+'’-])[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+", _FLAGS)
 # No verb at all: "ср, 30 апр. 2025 г. в 15:19, John Doe <doe@example.com>:".
-_RE_ENDS_WITH_ADDRESS = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+\s*[>)\]]*\s*[:：]$", _FLAGS)
+_RE_ENDS_WITH_ADDRESS = re.compile(r"(?<![\w.+'’-])[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+[\s>)\]]*[:：]$", _FLAGS)
 # Old Gmail: "2016-03-03 17:21 GMT+01:00 Some One", "2013/7/20 bob <b@x>".
 _RE_ISO_DATE_LEAD = re.compile(
     r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*"
@@ -340,18 +349,21 @@ _RE_NUMERIC_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 _RE_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 _RE_LEAD_WORD = re.compile(rf"^(?:{_alternation(_LEAD_WORDS)})(?=[\s,])", _FLAGS)
 
+# Runs of blanks and decoration around the key are one character class, never `\s*[*_]*\s*`: adjacent
+# quantifiers over the same characters try every split of a long run of spaces, and one such line of 30 KB used
+# to stop the matcher for minutes. The same holds for the key-value and separator patterns below.
 _RE_HEADER_KEY = re.compile(
     r"^\s*[*_]*\s*(?:"
     + "|".join(rf"(?P<{kind.replace('-', '_')}>{_alternation(keys)})" for kind, keys in _HEADER_KEYS.items())
-    + r")\s*[*_]*\s*[:：]",
+    + r")[\s*_]*[:：]",
     _FLAGS,
 )
 # A short "Key : value" line glued above a header block ("Message du : ...").
-_RE_KEY_VALUE = re.compile(r"^\s*[*_]*[^\W\d_][\w .'’-]{0,30}?\s*[*_]*\s*[:：]\s*\S", _FLAGS)
+_RE_KEY_VALUE = re.compile(r"^\s*[*_]*[^\W\d_][\w .'’-]{0,30}?[\s*_]*[:：]\s*\S", _FLAGS)
 
 _RE_HISTORY_SEPARATOR = re.compile(
     r"^(?P<pre>[\s*_=~-]*)(?:" + _alternation(_HISTORY_PHRASES) + r")"
-    r"(?P<post>\s*[*_=~-]*\s*[:：]?\s*)$",
+    r"(?P<post>[\s*_=~:：-]*)$",
     _FLAGS,
 )
 _RE_DEVICE_SIGNATURE = re.compile(r"^(?:" + "|".join(_DEVICE_SIGNATURES) + r")", _FLAGS)
@@ -712,7 +724,7 @@ def extract_new_text(text: str) -> str:
     languages) and the trailing signature ("-- ", "Sent from my iPhone", …)
     are removed; the result is trimmed of surrounding blank lines.
     """
-    lines = [_parse_line(raw) for raw in _normalise_newlines(text).split("\n")]
+    lines = [_parse_line(raw) for raw in _normalise_newlines(text[:MAX_QUOTE_SCAN_CHARS]).split("\n")]
     lines = _rejoin_wrapped_quotes(lines)
     headers = _find_headers(lines)
     kept = _drop_history(lines, headers)
@@ -867,11 +879,11 @@ def html_to_text(html: str) -> str:
     script/style are dropped.
     """
     parser = _TextExtractor()
-    parser.feed(html)
+    parser.feed(_tamed(html[:MAX_HTML_CHARS]))
     parser.close()
     out: list[str] = []
     for depth, text in parser.lines:
-        line = ("> " * depth + text).rstrip()
+        line = ("> " * min(depth, MAX_QUOTE_DEPTH) + text).rstrip()
         # Consecutive <br>s and empty blocks add up; one blank line is enough.
         if not text and out and not out[-1].strip("> "):
             continue
@@ -881,3 +893,36 @@ def html_to_text(html: str) -> str:
     while out and not out[-1].strip("> "):
         out.pop()
     return "\n".join(out)
+
+
+def _tamed(html: str) -> str:
+    """The HTML with the shapes removed that make `html.parser` quadratic: it rescans to the end of the input from
+    every "<!--" without "-->" and every "<" without a ">" before the next "<". Comments are dropped (an unclosed
+    one hides the rest, as in browsers) and a "<" that cannot open a tag becomes text. One pass; each search
+    position only moves forward."""
+    out: list[str] = []
+    position = 0
+    next_open = html.find("<")
+    next_close = -2  # not searched yet; -1 once there is no ">" left
+    while next_open >= 0:
+        out.append(html[position:next_open])
+        if html.startswith("<!--", next_open):
+            end = html.find("-->", next_open + 4)
+            if end < 0:
+                return "".join(out)
+            position = end + 3
+            next_open = html.find("<", position)
+            continue
+        if next_close != -1 and next_close <= next_open:
+            next_close = html.find(">", next_open + 1)
+        following = html.find("<", next_open + 1)
+        if next_close < 0 or 0 <= following < next_close:
+            out.append("&lt;")
+            position = next_open + 1
+        else:
+            out.append(html[next_open : next_close + 1])
+            position = next_close + 1
+            following = html.find("<", position)
+        next_open = following
+    out.append(html[position:])
+    return "".join(out)

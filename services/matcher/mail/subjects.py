@@ -94,6 +94,7 @@ _MARKER = re.compile(
 _STAR_MARKER = re.compile(r"\*+\s*(?:external|ext|spam)\s*\*+\s*")
 _FWD_SUFFIX = re.compile(r"\s*\((?:fwd|fw)\)\s*$")
 _WHITESPACE = re.compile(r"\s+")
+_MAX_SUBJECT_CHARS = 2000
 _NOT_WORD = re.compile(r"[\W_]+")
 
 # Subjects that many unrelated conversations share: a message without references must not join by these.
@@ -159,7 +160,9 @@ _GENERIC = frozenset(
 
 def normalize_subject(subject: str | None) -> str:
     """The subject without reply/forward prefixes and gateway markers, casefolded, list tags first."""
-    text = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", subject or "")).strip()
+    # Each prefix removed re-reads the rest, so the work grows with (prefixes × length): only the head of a
+    # hostile subject ("Re: " ten thousand times) is read. Real subjects are far shorter than this.
+    text = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", (subject or "")[:_MAX_SUBJECT_CHARS])).strip()
     tags: list[str] = []
     while text:
         lowered = text.casefold()

@@ -16,11 +16,11 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Deal, DealStatus, Disambiguation, Message, MessagePerson, Person, Thread
+from shared.models import Deal, DealStatus, Disambiguation, Lead, Message, MessagePerson, Person, Thread
 
 RULE_SUB_ADDRESS = "sub-address"
 RULE_SINGLE_OPEN_DEAL = "single-open-deal"
@@ -28,6 +28,7 @@ RULE_USER_CHOICE = "user-choice"
 RULE_USER_DECLINED = "user-declined"
 
 _DEAL_TAG = re.compile(r"\+deal-([0-9a-fA-F-]{32,36})@", re.IGNORECASE)
+_LEAD_TAG = re.compile(r"\+lead-([0-9a-fA-F-]{32,36})@", re.IGNORECASE)
 
 
 class DealOutcome(enum.StrEnum):
@@ -47,13 +48,41 @@ class DealDecision:
 
 def deal_from_subaddress(envelope_to: str) -> uuid.UUID | None:
     """`token+deal-<id>@…`: the sender routed this mail to a deal explicitly."""
-    found = _DEAL_TAG.search(envelope_to)
+    return _tagged_id(_DEAL_TAG, envelope_to)
+
+
+def lead_from_subaddress(envelope_to: str) -> uuid.UUID | None:
+    """`token+lead-<id>@…`: the sender routed this mail to a lead."""
+    return _tagged_id(_LEAD_TAG, envelope_to)
+
+
+def _tagged_id(tag: re.Pattern[str], envelope_to: str) -> uuid.UUID | None:
+    found = tag.search(envelope_to)
     if found is None:
         return None
     try:
         return uuid.UUID(found.group(1))
     except ValueError:
         return None
+
+
+def link_lead(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, lead_id: uuid.UUID) -> uuid.UUID | None:
+    """Put the thread on the lead's timeline (the first lead it was routed to keeps it). Returns the deal the lead
+    was converted into, if it was: mail to a converted lead's address belongs to that deal."""
+    lead = session.execute(
+        select(Lead.id, Lead.converted_deal_id).where(
+            Lead.account_id == account_id, Lead.id == lead_id, Lead.deleted_at.is_(None)
+        )
+    ).one_or_none()
+    if lead is None:
+        return None
+    session.execute(
+        update(Thread)
+        .where(Thread.account_id == account_id, Thread.id == thread_id, Thread.lead_id.is_(None))
+        .values(lead_id=lead.id)
+    )
+    converted_deal_id: uuid.UUID | None = lead.converted_deal_id
+    return converted_deal_id
 
 
 def decide_deal(
@@ -70,7 +99,7 @@ def decide_deal(
     ).one()
     if routed_deal_id is not None:
         deal = session.scalars(
-            select(Deal).where(Deal.account_id == account_id, Deal.id == routed_deal_id)
+            select(Deal).where(Deal.account_id == account_id, Deal.id == routed_deal_id, Deal.deleted_at.is_(None))
         ).one_or_none()
         if deal is not None:
             _link(thread, deal.id, RULE_SUB_ADDRESS, message_id)
@@ -133,6 +162,7 @@ def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -
         select(Deal.id, Deal.person_id, Deal.organization_id).where(
             Deal.account_id == account_id,
             Deal.status == DealStatus.open.value,
+            Deal.deleted_at.is_(None),  # a deleted deal keeps its history but gets no new mail
             (Deal.person_id.in_(by_person)) | (Deal.organization_id.in_(by_organization)),
         )
     ).all()

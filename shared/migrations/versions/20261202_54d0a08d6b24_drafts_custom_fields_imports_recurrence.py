@@ -1,7 +1,7 @@
 """drafts, custom fields, external ids for imports, recurring deals, stage probabilities
 
 Revision ID: 54d0a08d6b24
-Revises: 6787c6e90a2a, 5a3d9e1c7b20
+Revises: 6787c6e90a2a, 6b1e0c3d9f27
 Create Date: 2026-12-02 15:03:39.166189
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "54d0a08d6b24"
-# Follows both crm's and auth's migrations of the same day (it adds a column to crm's leads table).
-down_revision: str | Sequence[str] | None = ("6787c6e90a2a", "5a3d9e1c7b20")
+# Joins the other migrations of the same day (crm's; auth's then ops'); it adds a column to crm's leads table.
+down_revision: str | Sequence[str] | None = ("6787c6e90a2a", "6b1e0c3d9f27")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,118 @@
+"""Hostile mail must never stall the matcher: each attack goes through real SMTP to the real gateway, worker and
+API, is answered 250, ends stored or held (never failed, never lost), and ordinary mail sent right after it is
+visible promptly. The timeouts below only detect a stalled matcher; they are not speed targets."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.db import make_engine, make_session_factory
+from tests.conftest import Infra, Tenant, new_tenant, stack_env
+from tests.matcher.mail.test_slow_inputs import SLOW_INPUTS
+from tests.support.stack import Stack, make_mail, send, wait_for
+
+# A stalled matcher shows up as minutes; a busy test machine as seconds.
+VISIBLE_WITHIN_SECONDS = 90
+_QUEUED = re.compile(r"2\.0\.0 queued as ([0-9a-f-]{36})")
+
+
+def addressed(raw: bytes, tenant: Tenant) -> bytes:
+    """The attack with a Message-ID of its own and the tenant's Smart-BCC address as a recipient."""
+    unique = f"<hostile-{uuid.uuid4().hex}@example.com>".encode()
+    raw = raw.replace(b"<slow@example.com>", unique)
+    return raw.replace(b"To: bob@example.com", f"To: bob@example.com, {tenant.bcc_address}".encode(), 1)
+
+
+def deliver(stack: Stack, tenant: Tenant, raw: bytes) -> str:
+    reply = send(stack.smtp_port, [tenant.bcc_address], raw, sender="alice@example.com")
+    queued = _QUEUED.fullmatch(reply)
+    assert queued is not None, reply
+    return queued.group(1)
+
+
+def settled(api: httpx.Client, inbound_id: str) -> dict[str, object]:
+    """The inbound message once the matcher is done with it (its status no longer `received`)."""
+
+    def done() -> dict[str, object] | None:
+        found: dict[str, object] = api.get(f"/v1/held-messages/{inbound_id}").json()
+        return found if found.get("status") not in (None, "received") else None
+
+    return wait_for(done, timeout=VISIBLE_WITHIN_SECONDS, what=f"the matcher to finish {inbound_id}")
+
+
+def stored_message(api: httpx.Client, message_id: str) -> dict[str, object]:
+    def listed() -> dict[str, object] | None:
+        page: list[dict[str, object]] = api.get("/v1/messages", params={"limit": "200"}).json()["data"]
+        return next((m for m in page if m["message_id"] == message_id), None)
+
+    return wait_for(listed, timeout=VISIBLE_WITHIN_SECONDS, what=f"{message_id} in the API")
+
+
+def assert_kept_and_matcher_responsive(stack: Stack, tenant: Tenant, api: httpx.Client, raw: bytes) -> None:
+    attack = settled(api, deliver(stack, tenant, raw))
+    assert attack["status"] in ("processed", "held"), attack
+
+    ordinary_id = f"<ordinary-{uuid.uuid4().hex}@acme.example>"
+    ordinary = make_mail(
+        sender=tenant.user_email, to=["lee@client.example"], subject="Tuesday's call", message_id=ordinary_id
+    )
+    send(stack.smtp_port, [tenant.bcc_address], ordinary, sender=tenant.user_email)
+    assert stored_message(api, ordinary_id.strip("<>"))["subject"] == "Tuesday's call"
+
+
+@pytest.mark.parametrize("attack", sorted(SLOW_INPUTS))
+def test_attack_is_kept_and_ordinary_mail_still_flows(
+    attack: str, stack: Stack, tenant: Tenant, api: httpx.Client
+) -> None:
+    assert_kept_and_matcher_responsive(stack, tenant, api, addressed(SLOW_INPUTS[attack], tenant))
+
+
+# --- the budget, end to end -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight_stack(infra: Infra, scratch_database: str, tmp_path: Path) -> Iterator[tuple[Stack, Tenant]]:
+    """A stack whose analysis budget no message can meet, so every message takes the degraded path. It has a
+    database and queues of its own: the shared stack's worker and sweep must not process its mail."""
+    engine = make_engine(scratch_database)
+    tenant = new_tenant(make_session_factory(engine))
+    env = stack_env(
+        infra,
+        tmp_path,
+        database_url=scratch_database,
+        queue_namespace=f"{infra.namespace}-tight",
+        analysis_time_limit_seconds="0.001",
+    )
+    running = Stack(env=env, log_dir=tmp_path)
+    running.start("gateway", "worker", "api")
+    yield running, tenant
+    running.stop()
+    engine.dispose()
+
+
+def test_message_past_the_analysis_budget_is_stored_from_its_headers(tight_stack: tuple[Stack, Tenant]) -> None:
+    stack, tenant = tight_stack
+    message_id = f"<budget-{uuid.uuid4().hex}@acme.example>"
+    mail = make_mail(
+        sender=f"Sam Seller <{tenant.user_email}>",
+        to=["Lee <lee@client.example>"],
+        subject="Rollout plan",
+        body="On Mon, 1 Dec 2025 10:00 lee@client.example wrote:\n> ok\n" * 5_000,
+        message_id=message_id,
+    )
+
+    send(stack.smtp_port, [tenant.bcc_address], mail, sender=tenant.user_email)
+
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {tenant.token}"}) as api:
+        stored = stored_message(api, message_id.strip("<>"))
+    assert stored["subject"] == "Rollout plan"
+    assert stored["to"] == [{"name": "Lee", "address": "lee@client.example"}]
+    assert stored["direction"] == "outbound"
+    defects: list[str] = stored["defects"]  # type: ignore[assignment]
+    assert any(defect.endswith("(time budget); stored with headers only") for defect in defects)
