@@ -46,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     revoke_token = tokens.add_parser("revoke", help="revoke an API token at once")
     revoke_token.add_argument("token_id")
 
+    transfer_kinds = ["persons", "organizations", "deals", "leads"]
+    import_csv = commands.add_parser("import", help="import records from a CSV file (see the README for the columns)")
+    import_csv.add_argument("kind", choices=transfer_kinds)
+    import_csv.add_argument("file", help="a UTF-8 CSV file with a header line, or - for standard input")
+    import_csv.add_argument("--account", required=True, help="the account to import into")
+    import_csv.add_argument("--dry-run", action="store_true", help="check every row and report; change nothing")
+    import_csv.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    export_csv = commands.add_parser("export", help="export records as CSV (the columns `import` reads)")
+    export_csv.add_argument("kind", choices=transfer_kinds)
+    export_csv.add_argument("--account", required=True, help="the account to export from")
+    export_csv.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(args.command, level=settings.log_level, log_format=settings.log_format)
@@ -64,6 +76,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return run_up(settings)
     if args.command in ("accounts", "users", "tokens"):
         return _admin(args, settings)
+    if args.command in ("import", "export"):
+        from services.transfer_cli import run_transfer
+
+        return run_transfer(args, settings)
     # The API enqueues too (reprocessing held mail, webhook deliveries) and reports Redis in /readyz.
     with resolved_servers(settings, with_redis=args.command in ("gateway", "worker", "sweep", "api")) as resolved:
         return _service(args, resolved)

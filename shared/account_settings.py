@@ -16,6 +16,8 @@ class AccountSettings(BaseModel):
     internal_domains: list[str] = Field(default_factory=list)
     # Addresses ("spam@x.com") or domains ("x.com") that never become persons.
     blocklist: list[str] = Field(default_factory=list)
+    # Drafts written by teammates or integrations wait for the thread owner's approval before they are sent.
+    ask_before_sending: bool = True
     # Domains whose mail counts as the users' own even when it does not authenticate (SPF/DKIM aligned with From):
     # a legacy server that cannot sign. Empty: mail claiming a user must authenticate (MAILROOM_REQUIRE_SENDER_AUTH).
     unauthenticated_sender_domains: list[str] = Field(default_factory=list)

@@ -18,11 +18,17 @@ class Queue(enum.StrEnum):
     inbound = "inbound"
     # Separate from inbound mail: a slow webhook receiver must never delay matching.
     webhooks = "webhooks"
+    # Approved drafts on their way to the SMTP relay: a slow relay must not delay matching or webhooks.
+    outbox = "outbox"
+    # Work the clock starts (the next deal of a recurring series).
+    scheduled = "scheduled"
 
 
 class ActorName(enum.StrEnum):
     inbound_received = "inbound.received"
     webhook_deliver = "webhook.deliver"
+    draft_send = "draft.send"
+    deal_recur = "deal.recur"
 
 
 def make_broker(redis_url: str, namespace: str) -> RedisBroker:
@@ -50,6 +56,26 @@ def webhook_deliver(delivery_id: uuid.UUID) -> dramatiq.Message[None]:
         queue_name=Queue.webhooks.value,
         actor_name=ActorName.webhook_deliver.value,
         args=(str(delivery_id),),
+        kwargs={},
+        options={},
+    )
+
+
+def draft_send(draft_id: uuid.UUID) -> dramatiq.Message[None]:
+    return dramatiq.Message(
+        queue_name=Queue.outbox.value,
+        actor_name=ActorName.draft_send.value,
+        args=(str(draft_id),),
+        kwargs={},
+        options={},
+    )
+
+
+def deal_recur(deal_id: uuid.UUID) -> dramatiq.Message[None]:
+    return dramatiq.Message(
+        queue_name=Queue.scheduled.value,
+        actor_name=ActorName.deal_recur.value,
+        args=(str(deal_id),),
         kwargs={},
         options={},
     )

@@ -176,6 +176,16 @@ def enqueue_after_commit(session: Session, message: dramatiq.Message[Any]) -> No
     session.info.setdefault(_AFTER_COMMIT, []).append(message)
 
 
+def enqueued_after_commit(session: Session) -> int:
+    """A mark of what is queued so far, for `forget_enqueued_since` when a savepoint is rolled back."""
+    return len(session.info.get(_AFTER_COMMIT, []))
+
+
+def forget_enqueued_since(session: Session, mark: int) -> None:
+    """Drop the messages queued after `mark`: the savepoint that wrote their rows was rolled back (a dry run)."""
+    del session.info.get(_AFTER_COMMIT, [])[mark:]
+
+
 def install_after_commit_enqueue(factory: sessionmaker[Session], broker: RedisBroker) -> None:
     """Make every session of `factory` send what `enqueue_after_commit` collected, after its commit."""
 

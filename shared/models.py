@@ -316,6 +316,7 @@ class Attachment(Id, Created, Base):
 
 class Organization(Id, Created, Provenance, Base):
     __tablename__ = "organizations"
+    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
@@ -325,6 +326,10 @@ class Organization(Id, Created, Provenance, Base):
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
     deleted_at: Mapped[datetime | None]
+    # Values of the account's custom fields for organizations, by key; validated against the definitions on every write.
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # The id the record has in the system it was imported from: re-importing the same file updates, never doubles.
+    external_id: Mapped[str | None] = mapped_column(Text)
 
 
 class OrganizationDomain(Id, Base):
@@ -339,6 +344,7 @@ class OrganizationDomain(Id, Base):
 
 class Person(Id, Created, Provenance, Base):
     __tablename__ = "persons"
+    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
@@ -355,6 +361,10 @@ class Person(Id, Created, Provenance, Base):
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
+    # Values of the account's custom fields for persons, by key; validated against the definitions on every write.
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # The id the record has in the system it was imported from: re-importing the same file updates, never doubles.
+    external_id: Mapped[str | None] = mapped_column(Text)
 
 
 class PersonEmail(Id, Base):
@@ -385,6 +395,11 @@ class DealVisibility(enum.StrEnum):
 
 class Deal(Id, Created, Provenance, Base):
     __tablename__ = "deals"
+    __table_args__ = (
+        UniqueConstraint("account_id", "external_id"),
+        # A deal has at most one successor in its series, however often the recurrence sweep or actor runs.
+        UniqueConstraint("account_id", "recurs_from_deal_id"),
+    )
 
     account_id: Mapped[uuid.UUID] = account_fk()
     title: Mapped[str] = mapped_column(Text)
@@ -400,6 +415,16 @@ class Deal(Id, Created, Provenance, Base):
     expected_close_date: Mapped[date | None]
     won_at: Mapped[datetime | None]
     lost_at: Mapped[datetime | None]
+    # Values of the account's custom fields for deals, by key; validated against the definitions on every write.
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # The id the record has in the system it was imported from: re-importing the same file updates, never doubles.
+    external_id: Mapped[str | None] = mapped_column(Text)
+    # Recurring revenue: a won deal with a recurrence gets one successor, opened when its period comes due. The
+    # series keeps the first deal's won date as its anchor so month ends do not drift (31 Jan, 28 Feb, 31 Mar…).
+    recurrence: Mapped[str | None] = mapped_column(String(16))
+    recurs_from_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
+    recurrence_anchor: Mapped[date | None]
+    recurrence_index: Mapped[int | None] = mapped_column(Integer)
     owner_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     visibility: Mapped[str] = mapped_column(String(16), server_default=DealVisibility.shared.value)
     # A deleted deal stays as a tombstone with its events, activities, notes and mail links: its history is kept.
@@ -464,6 +489,8 @@ class Stage(Id, Created, Base):
     pipeline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
+    # Percent chance that a deal in this stage is won; weights the revenue forecast (none: counted in full).
+    probability: Mapped[int | None] = mapped_column(Integer)
 
 
 class ActivityType(Id, Created, Base):
@@ -534,6 +561,7 @@ class Lead(Id, Created, Provenance, Base):
         # A lead only ever produces one contact and one deal, whatever races the conversion.
         UniqueConstraint("converted_deal_id"),
         Index("ix_leads_account_id_email", "account_id", "email"),
+        UniqueConstraint("account_id", "external_id"),
     )
 
     account_id: Mapped[uuid.UUID] = account_fk()
@@ -553,6 +581,8 @@ class Lead(Id, Created, Provenance, Base):
     )
     converted_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     deleted_at: Mapped[datetime | None]
+    # The id the lead has in the system it was imported from: re-importing the same file updates, never doubles.
+    external_id: Mapped[str | None] = mapped_column(Text)
 
 
 class Note(Id, Created, Provenance, Base):
@@ -633,3 +663,77 @@ class WebhookDelivery(Id, Created, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # One entry per attempt: {"at", "status_code", "error", "duration_ms"}; bounded by the retry limit.
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
+
+
+class CustomFieldType(enum.StrEnum):
+    text = "text"
+    number = "number"
+    date = "date"
+    option = "option"  # one of `options`
+
+
+class CustomFieldDefinition(Id, Created, Base):
+    """A field an account adds to its deals, persons or organizations; values live in their `custom_fields`."""
+
+    __tablename__ = "custom_field_definitions"
+    __table_args__ = (UniqueConstraint("account_id", "entity", "key"),)
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    entity: Mapped[str] = mapped_column(String(16))  # "deal", "person", "organization"
+    # Stable and URL-safe: the JSON key of the value, the `custom.<key>` filter and the CSV column `custom.<key>`.
+    key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    options: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+
+
+class DraftStatus(enum.StrEnum):
+    draft = "draft"  # being written; editable
+    pending_approval = "pending_approval"  # submitted; waits for the thread owner's approval
+    approved = "approved"  # queued for the relay (retrying after a failure: `last_error` says why)
+    sent = "sent"
+    failed = "failed"  # every attempt failed, or the relay refused it for good; can be retried
+    rejected = "rejected"  # the owner said no; editing makes it a draft again
+
+
+class Draft(Id, Created, Base):
+    """A reply prepared in a thread. Nothing leaves before the owner approves it; the row is never lost."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        # The send sweep reads only what waits for the relay.
+        Index("ix_drafts_due", "next_attempt_at", postgresql_where=text("status = 'approved'")),
+        Index("ix_drafts_account_id_thread_id", "account_id", "thread_id"),
+    )
+
+    account_id: Mapped[uuid.UUID] = account_fk()
+    thread_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    # Whom the reply is sent as; the owner who approves it.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Who wrote it (a teammate's user, or None for an integration's account-wide token).
+    author_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    author_token_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"))
+    to: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    cc: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    bcc: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    # Normalized Message-IDs (no angle brackets) of the message replied to and the thread's chain.
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    # Fixed when the draft is made, so every attempt sends the same message and its copy deduplicates.
+    message_id_header: Mapped[str] = mapped_column(Text, unique=True)
+    status: Mapped[str] = mapped_column(String(24), default=DraftStatus.draft.value)
+    submitted_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # One entry per attempt: {"at", "error"}; bounded by the retry limit.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
+    sent_at: Mapped[datetime | None]
+    # The copy handed to the matcher, which threads it like the user's own BCC.
+    sent_inbound_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("inbound_messages.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     # claimed this recently has no live worker on it and is due again (alone).
     matcher_claim_seconds: float = Field(default=10.0, gt=0)
 
+    # Drafts and revenue. Approved drafts leave through the SMTP relay (MAILROOM_SMTP_RELAY_URL); attempt n of a
+    # draft waits backoff * 2**(n-1), capped; after the last one the draft is `failed`, never lost.
+    draft_send_max_attempts: int = Field(default=6, ge=1, le=30)
+    draft_send_backoff_seconds: float = Field(default=30.0, gt=0)
+    draft_send_max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    # A draft whose sending worker died is tried again after this long.
+    draft_send_lease_seconds: float = Field(default=120.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -14,6 +14,8 @@ from services.api.account.routes import router as account_router
 from services.api.calendar.routes import router as calendar_router
 from services.api.chooser.routes import router as chooser_router
 from services.api.crm.routes import router as crm_router
+from services.api.custom_fields.routes import router as custom_fields_router
+from services.api.drafts.routes import router as drafts_router
 from services.api.health.routes import router as health_router
 from services.api.held.routes import router as held_router
 from services.api.leads.routes import router as leads_router
@@ -21,8 +23,10 @@ from services.api.limits import RateLimiter, RequestLimits
 from services.api.mailbox.routes import router as mailbox_router
 from services.api.metrics.routes import router as metrics_router
 from services.api.problems import PROBLEM_JSON, Problem, ProblemDetail, install_problem_handlers
+from services.api.reports.routes import router as reports_router
 from services.api.timelines.routes import router as timelines_router
 from services.api.tokens.routes import router as tokens_router
+from services.api.transfer.routes import router as transfer_router
 from services.api.users.routes import confirmations_router
 from services.api.users.routes import router as users_router
 from services.api.webhooks.routes import router as webhooks_router
@@ -59,6 +63,10 @@ ROUTERS = (
     chooser_router,
     held_router,
     crm_router,
+    custom_fields_router,
+    drafts_router,
+    transfer_router,
+    reports_router,
     leads_router,
     calendar_router,
     webhooks_router,

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.actors import register_actors
 from services.matcher.authentication import SenderAuthConfig
+from services.matcher.drafts import register_draft_sender
 from services.matcher.mail.budget import Analyser
 from services.matcher.pipeline import Matcher
+from services.matcher.recurring import register_recurring_actor
 from services.matcher.sweep import sweep
 from services.matcher.webhooks import make_webhook_sender, register_webhook_actor
 from shared import metrics
@@ -76,6 +78,8 @@ def run_one(settings: Settings) -> None:
     register_actors(broker, matcher, settings)
     webhooks = make_webhook_sender(sessions, broker, settings)
     register_webhook_actor(broker, webhooks)
+    drafts = register_draft_sender(broker, sessions, settings)
+    recurrences = register_recurring_actor(broker, sessions)
     # Webhook events the matcher emits leave right after its commit; the webhook sweep catches any that did not.
     install_after_commit_enqueue(sessions, broker)
     stop = threading.Event()
@@ -88,11 +92,15 @@ def run_one(settings: Settings) -> None:
     # At start, anything still waiting was accepted before this worker existed: no grace period.
     sweep_safely(sessions, broker, grace_seconds=0, max_attempts=settings.process_max_attempts)
     webhooks.sweep_safely(grace_seconds=0)
+    drafts.sweep_safely(grace_seconds=0)
+    recurrences.sweep_safely()
     while not stop.wait(settings.sweep_interval_seconds):
         sweep_safely(
             sessions, broker, grace_seconds=settings.sweep_grace_seconds, max_attempts=settings.process_max_attempts
         )
         webhooks.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
+        drafts.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
+        recurrences.sweep_safely()
 
     log.info("worker.draining")
     worker.stop(timeout=int(settings.process_time_limit_seconds * 1000))

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import MailStore, client
-from tests.api.world import app_routes, build_world, sample_body
+from tests.api.world import app_routes, build_world, sample_body, send
 from tests.conftest import Tenant
 from tests.support.stack import Stack, mailroom
 
@@ -54,12 +54,12 @@ def test_each_scope_is_enforced_on_every_route(api_stack: Stack, api: httpx.Clie
                 continue
             url, body = world.url(template), sample_body(method, template, world)
             if method != "GET":
-                response = reader.request(method, url, json=body)
+                response = send(reader, method, url, body)
                 assert response.status_code == 403, f"read token {method} {template}: {response.status_code}"
                 assert response.json()["type"] == "https://mailroom.dev/problems/insufficient-scope"
             elif not _needs_admin(method, template):
                 assert reader.get(url).status_code == 200, f"read token GET {template}"
-            response = writer.request(method, url, json=body) if _needs_admin(method, template) else None
+            response = send(writer, method, url, body) if _needs_admin(method, template) else None
             if response is not None:
                 assert response.status_code == 403, f"write token {method} {template}: {response.status_code}"
     # And a write token can write CRM records.

@@ -13,6 +13,7 @@ def test_settings_have_defaults_and_change_field_by_field(api: httpx.Client) -> 
         "create_organizations": False,
         "internal_domains": [],
         "blocklist": [],
+        "ask_before_sending": True,
         "unauthenticated_sender_domains": [],
     }
     changed = api.patch(

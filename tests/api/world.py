@@ -43,12 +43,19 @@ def unique_key(prefix: str) -> str:
     return prefix + "_" + "".join(random.choices(string.ascii_lowercase, k=12))
 
 
+# Path parameters that are not ids of a record (so not scoped to an account): a value every account may use.
+PATH_VALUES = {"kind": "persons"}
+
+
 @dataclass
 class World:
     ids: dict[str, str]  # path parameter name -> an id of this account
 
     def url(self, template: str) -> str:
-        return re.sub(r"\{(\w+)\}", lambda m: self.ids[m.group(1)], template)
+        return re.sub(r"\{(\w+)\}", lambda m: self.ids.get(m.group(1)) or PATH_VALUES[m.group(1)], template)
+
+    def names_a_record(self, template: str) -> bool:
+        return any("{" + name + "}" in template for name in self.ids)
 
     def all_ids(self) -> set[str]:
         return set(self.ids.values())
@@ -114,6 +121,13 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
     )
     ok(api.post("/v1/persons", json={"name": "Emits an event", "phone": "+1 555 0100"}))
     delivery = ok(api.get(f"/v1/webhooks/{webhook['id']}/deliveries"))["data"][0]
+    draft = ok(api.post("/v1/drafts", json={"thread_id": thread_id, "body": "Thanks, Jane!"}))
+    custom_field = ok(
+        api.post(
+            "/v1/custom-fields",
+            json={"entity": "deal", "key": unique("plan").replace("-", "_"), "label": "Plan", "type": "text"},
+        )
+    )
     return World(
         ids={
             "user_id": user["id"],
@@ -136,17 +150,26 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
             "inbound_id": held_id,
             "webhook_id": webhook["id"],
             "delivery_id": delivery["id"],
+            "draft_id": draft["id"],
+            "field_id": custom_field["id"],
         }
     )
 
 
-def sample_body(method: str, path: str, world: World) -> dict[str, Any] | None:
+def send(http: httpx.Client, method: str, url: str, body: dict[str, Any] | bytes | None) -> httpx.Response:
+    """Call a route with its sample body: JSON, or raw CSV for the import routes."""
+    if isinstance(body, bytes):
+        return http.request(method, url, content=body, headers={"Content-Type": "text/csv"})
+    return http.request(method, url, json=body)
+
+
+def sample_body(method: str, path: str, world: World) -> dict[str, Any] | bytes | None:
     """A valid body for the route, referencing `world`'s records where the route takes references.
 
     Raises KeyError for a route nobody described yet (so the walks fail until someone does).
     """
     ids = world.ids
-    bodies: dict[tuple[str, str], dict[str, Any] | None] = {
+    bodies: dict[tuple[str, str], dict[str, Any] | bytes | None] = {
         ("PATCH", "/v1/account"): {"create_organizations": True},
         ("POST", "/v1/tokens"): {"scope": "read", "user_id": ids["user_id"]},
         ("DELETE", "/v1/tokens/{token_id}"): None,
@@ -202,6 +225,17 @@ def sample_body(method: str, path: str, world: World) -> dict[str, Any] | None:
         ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): None,
         ("DELETE", "/v1/webhooks/{webhook_id}"): None,
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): None,
+        ("POST", "/v1/drafts"): {"thread_id": ids["thread_id"], "body": "Another reply"},
+        ("PATCH", "/v1/drafts/{draft_id}"): {"body": "Changed"},
+        ("DELETE", "/v1/drafts/{draft_id}"): None,
+        ("POST", "/v1/drafts/{draft_id}/submit"): None,
+        ("POST", "/v1/drafts/{draft_id}/approve"): None,
+        ("POST", "/v1/drafts/{draft_id}/reject"): {"reason": "not now"},
+        ("POST", "/v1/drafts/{draft_id}/retry"): None,
+        ("POST", "/v1/imports/{kind}"): b"name,phone\nImported in a walk,+1 555 0199\n",
+        ("POST", "/v1/custom-fields"): {"entity": "person", "key": "walk_field", "label": "Walk", "type": "number"},
+        ("PATCH", "/v1/custom-fields/{field_id}"): {"label": "Renamed"},
+        ("DELETE", "/v1/custom-fields/{field_id}"): None,
     }
     if method == "GET":
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from services.api.common import Schema
 from services.api.deps import AdminCaller, CurrentCaller, DbSession
 from shared.account_settings import AccountSettings
 from shared.models import Account
@@ -18,14 +19,16 @@ class AccountOut(BaseModel):
     settings: AccountSettings = Field(description="How the matcher treats this account's mail.")
 
 
-class AccountSettingsPatch(BaseModel):
-    """Only the fields sent change; they apply to mail processed (or reprocessed) from now on."""
+class AccountSettingsPatch(Schema):
+    """Only the fields sent change; they apply to mail processed (or reprocessed) from now on. Text with NUL
+    characters is refused (Postgres cannot store it)."""
 
     fold_subaddresses: bool | None = None
     max_people_per_message: int | None = Field(default=None, ge=0, le=1000)
     create_organizations: bool | None = None
     internal_domains: list[str] | None = Field(default=None, max_length=500)
     blocklist: list[str] | None = Field(default=None, max_length=5000)
+    ask_before_sending: bool | None = None
     unauthenticated_sender_domains: list[str] | None = Field(default=None, max_length=500)
 
 

@@ -4,16 +4,18 @@ other edits, deletion). Every event records who made it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from services.api.access import deal_visible
-from services.api.crm.refs import reference
+from services.api.crm.refs import claim_external_id, reference
 from services.api.crm.schemas import DealIn, DealPatch
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
@@ -44,6 +46,7 @@ class DealFilters:
     owner_user_id: uuid.UUID | None = None
     status: str | None = None
     include_deleted: bool = False
+    custom: Sequence[ColumnElement[bool]] = ()
 
 
 def list_deals(
@@ -63,6 +66,7 @@ def list_deals(
             query = query.where(column == value)
     if filters.status is not None:
         query = query.where(Deal.status == filters.status)
+    query = query.where(*filters.custom)
     rows = session.scalars(paginate(query, Deal.created_at, Deal.id, cursor, limit)).all()
     return page_rows(rows, limit, lambda d: (d.created_at, d.id))
 
@@ -175,9 +179,12 @@ def _apply(session: Session, caller: Caller, deal: Deal, body: DealIn | DealPatc
         deal.won_at = datetime.now(UTC)
     if deal.status == DealStatus.lost and deal.lost_at is None:
         deal.lost_at = datetime.now(UTC)
-    for field in ("value", "currency", "expected_close_date"):
+    for field in ("value", "currency", "expected_close_date", "recurrence"):
         if field in given:
             setattr(deal, field, getattr(body, field))
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.deal, deal, body.custom_fields)
+    if "external_id" in given:
+        claim_external_id(session, caller, deal, body.external_id)
 
 
 def _first_stage(session: Session, pipeline_id: uuid.UUID | None) -> uuid.UUID | None:

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from services.api.crm.persons import escape_like
+from services.api.crm.refs import claim_external_id
 from services.api.crm.schemas import OrganizationIn, OrganizationPatch
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
@@ -26,6 +28,7 @@ class OrganizationFilters:
     domain: str | None = None
     q: str | None = None
     include_deleted: bool = False
+    custom: Sequence[ColumnElement[bool]] = ()
 
 
 def list_organizations(
@@ -45,6 +48,7 @@ def list_organizations(
         )
     if filters.q:
         query = query.where(Organization.name.ilike("%" + escape_like(filters.q) + "%", escape="\\"))
+    query = query.where(*filters.custom)
     rows = session.scalars(paginate(query, Organization.created_at, Organization.id, cursor, limit)).all()
     return page_rows(rows, limit, lambda o: (o.created_at, o.id))
 
@@ -72,6 +76,8 @@ def domains_of(session: Session, organizations: Sequence[Organization]) -> dict[
 
 def create_organization(session: Session, caller: Caller, body: OrganizationIn) -> Organization:
     organization = Organization(account_id=caller.account_id, name=body.name, created_from="api")
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
+    claim_external_id(session, caller, organization, body.external_id)
     stamp_created(session, caller, organization)
     session.add(organization)
     session.flush()
@@ -99,6 +105,9 @@ def update_organization(
         )
         current = set(domains_of(session, [organization])[organization.id])
         _add_domains(session, caller, organization, [d for d in wanted if d not in current])
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
+    if "external_id" in given:
+        claim_external_id(session, caller, organization, body.external_id)
     stamp_updated(session, caller, organization)
     return organization
 

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from services.api.crm.refs import reference
+from services.api.crm.refs import claim_external_id, reference
 from services.api.crm.schemas import PersonIn, PersonPatch
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
@@ -29,6 +30,7 @@ class PersonFilters:
     organization_id: uuid.UUID | None = None
     q: str | None = None
     include_deleted: bool = False
+    custom: Sequence[ColumnElement[bool]] = ()
 
 
 def list_persons(
@@ -49,6 +51,7 @@ def list_persons(
         query = query.where(Person.organization_id == filters.organization_id)
     if filters.q:
         query = query.where(Person.name.ilike("%" + escape_like(filters.q) + "%", escape="\\"))
+    query = query.where(*filters.custom)
     rows = session.scalars(paginate(query, Person.created_at, Person.id, cursor, limit)).all()
     return page_rows(rows, limit, lambda p: (p.created_at, p.id))
 
@@ -96,6 +99,8 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
         organization_id=reference(session, caller, Organization, body.organization_id, "organization_id"),
         created_from="api",
     )
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    claim_external_id(session, caller, person, body.external_id)
     stamp_created(session, caller, person)
     session.add(person)
     session.flush()
@@ -135,6 +140,9 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
         add_emails(session, caller, person, [a for a in wanted if a not in current])
     if not person.phone and not emails_of(session, [person])[person.id]:
         raise needs_email_or_phone("this person", "emails")
+    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    if "external_id" in given:
+        claim_external_id(session, caller, person, body.external_id)
     stamp_updated(session, caller, person)
     return person
 

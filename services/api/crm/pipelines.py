@@ -135,7 +135,13 @@ def add_stage(session: Session, caller: Caller, pipeline_id: uuid.UUID, body: St
     if position is None:
         last = session.scalar(select(func.max(Stage.position)).where(Stage.pipeline_id == pipeline.id))
         position = 0 if last is None else last + POSITION_STEP
-    stage = Stage(account_id=caller.account_id, pipeline_id=pipeline.id, name=body.name, position=position)
+    stage = Stage(
+        account_id=caller.account_id,
+        pipeline_id=pipeline.id,
+        name=body.name,
+        position=position,
+        probability=body.probability,
+    )
     session.add(stage)
     session.flush()
     return stage
@@ -151,6 +157,8 @@ def update_stage(
         stage.name = body.name
     if body.position is not None:
         stage.position = body.position
+    if "probability" in body.model_fields_set:
+        stage.probability = body.probability
     return stage
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from services.api.access import deal_visible, pipeline_visible
 from services.api.deps import Caller
-from services.api.problems import invalid
+from services.api.problems import conflict, invalid
 from shared.models import Deal, Lead, Organization, Person, Pipeline, Stage, User
 
 Referable = type[Person] | type[Organization] | type[Deal] | type[Pipeline] | type[Stage] | type[User] | type[Lead]
@@ -50,3 +50,19 @@ def reference(session: Session, caller: Caller, model: Referable, value: str | N
     if session.scalar(query) is None:
         raise invalid(field, f"no such {what} in this account")
     return record_id
+
+
+def claim_external_id(
+    session: Session, caller: Caller, record: Person | Organization | Deal | Lead, value: str | None
+) -> None:
+    """Give `record` the external id `value`, which no other record of its kind in the account may have."""
+    model = type(record)
+    if value is not None:
+        taken = session.scalar(
+            select(model.id).where(
+                model.account_id == caller.account_id, model.external_id == value, model.id != record.id
+            )
+        )
+        if taken is not None:
+            raise conflict(f"Another {_WHAT[model]} has the external id {value!r}.")
+    record.external_id = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from services.api.common import Page, sid
@@ -40,6 +40,7 @@ from services.api.crm.schemas import (
     StageOut,
     StagePatch,
 )
+from services.api.custom_fields import service as custom_fields
 from services.api.deps import AppSettings, Caller, CurrentCaller, DbSession, filter_id, parse_id
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.provenance import actor_out, created_by_of
@@ -60,6 +61,7 @@ def _no_content() -> Response:
 
 @router.get("/persons", response_model=Page[PersonOut], tags=["persons"])
 def list_persons(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     cursor: Cursor = None,
@@ -69,8 +71,13 @@ def list_persons(
     q: Search = None,
     include_deleted: IncludeDeleted = False,
 ) -> Page[PersonOut]:
+    """Filter by custom fields with `custom.<key>=value`."""
     filters = persons.PersonFilters(
-        email=email, organization_id=filter_id(organization_id), q=q, include_deleted=include_deleted
+        email=email,
+        organization_id=filter_id(organization_id),
+        q=q,
+        include_deleted=include_deleted,
+        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.person, request.query_params),
     )
     rows, next_cursor = persons.list_persons(session, caller, filters, cursor, limit)
     return Page[PersonOut](data=_persons(session, rows), next_cursor=next_cursor)
@@ -119,6 +126,8 @@ def _persons(session: Session, rows: list[Person]) -> list[PersonOut]:
             created_by=created_by_of(p.created_by, p.created_from, p.created_by_rule, p.created_by_message_id),
             updated_by=actor_out(p.updated_by),
             updated_at=p.updated_at,
+            custom_fields=p.custom_fields,
+            external_id=p.external_id,
         )
         for p in rows
     ]
@@ -129,6 +138,7 @@ def _persons(session: Session, rows: list[Person]) -> list[PersonOut]:
 
 @router.get("/organizations", response_model=Page[OrganizationOut], tags=["organizations"])
 def list_organizations(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     cursor: Cursor = None,
@@ -137,7 +147,15 @@ def list_organizations(
     q: Search = None,
     include_deleted: IncludeDeleted = False,
 ) -> Page[OrganizationOut]:
-    filters = organizations.OrganizationFilters(domain=domain, q=q, include_deleted=include_deleted)
+    """Filter by custom fields with `custom.<key>=value`."""
+    filters = organizations.OrganizationFilters(
+        domain=domain,
+        q=q,
+        include_deleted=include_deleted,
+        custom=custom_fields.filters(
+            session, caller.account_id, custom_fields.Entity.organization, request.query_params
+        ),
+    )
     rows, next_cursor = organizations.list_organizations(session, caller, filters, cursor, limit)
     return Page[OrganizationOut](data=_organizations(session, rows), next_cursor=next_cursor)
 
@@ -190,6 +208,8 @@ def _organizations(session: Session, rows: list[Organization]) -> list[Organizat
             created_by=created_by_of(o.created_by, o.created_from, o.created_by_rule, o.created_by_message_id),
             updated_by=actor_out(o.updated_by),
             updated_at=o.updated_at,
+            custom_fields=o.custom_fields,
+            external_id=o.external_id,
         )
         for o in rows
     ]
@@ -342,7 +362,13 @@ def _pipelines(session: Session, rows: list[Pipeline]) -> list[PipelineOut]:
 
 
 def _stage(stage: Stage) -> StageOut:
-    return StageOut(id=str(stage.id), pipeline_id=str(stage.pipeline_id), name=stage.name, position=stage.position)
+    return StageOut(
+        id=str(stage.id),
+        pipeline_id=str(stage.pipeline_id),
+        name=stage.name,
+        position=stage.position,
+        probability=stage.probability,
+    )
 
 
 # --- deals -----------------------------------------------------------------------------------------------------
@@ -350,6 +376,7 @@ def _stage(stage: Stage) -> StageOut:
 
 @router.get("/deals", response_model=Page[DealOut], tags=["deals"])
 def list_deals(
+    request: Request,
     caller: CurrentCaller,
     session: DbSession,
     settings: AppSettings,
@@ -373,6 +400,7 @@ def list_deals(
         owner_user_id=filter_id(owner_user_id),
         status=status,
         include_deleted=include_deleted,
+        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.deal, request.query_params),
     )
     rows, next_cursor = deals.list_deals(session, caller, filters, cursor, limit)
     return Page[DealOut](data=_deals(session, caller, settings, rows), next_cursor=next_cursor)
@@ -436,6 +464,10 @@ def _deal(deal: Deal, bcc_address: str | None) -> DealOut:
         created_by=actor_out(deal.created_by),
         updated_by=actor_out(deal.updated_by),
         updated_at=deal.updated_at,
+        custom_fields=deal.custom_fields,
+        external_id=deal.external_id,
+        recurrence=deal.recurrence,  # type: ignore[arg-type]  # validated on the way in
+        recurs_from_deal_id=sid(deal.recurs_from_deal_id),
     )
 
 

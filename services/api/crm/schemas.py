@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field
@@ -51,6 +51,21 @@ Position = Annotated[int, Field(ge=0, le=1_000_000)]
 DealStatusLiteral = Literal["open", "won", "lost"]
 VisibilityLiteral = Literal["shared", "private"]
 Ref = Annotated[str, Field(max_length=100, description="An id of this account.")]
+CustomValues = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=200,
+        description="Values of the account's custom fields by key (see /v1/custom-fields); only the keys sent "
+        "change, null removes one.",
+    ),
+]
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=200, description="The record's id in another system; unique per account.")
+]
+Recurrence = Literal["monthly", "quarterly", "yearly"]
+Probability = Annotated[
+    int, Field(ge=0, le=100, description="Percent chance a deal in this stage is won; weights the forecast.")
+]
 
 
 # --- persons ---------------------------------------------------------------------------------------------------
@@ -61,6 +76,8 @@ class PersonIn(Schema):
     emails: list[EmailStr] = Field(default_factory=list, max_length=50)
     phone: Phone | None = None
     organization_id: Ref | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class PersonPatch(Schema):
@@ -68,6 +85,8 @@ class PersonPatch(Schema):
     emails: list[EmailStr] | None = Field(default=None, max_length=50, description="Replaces the list.")
     phone: Phone | None = None
     organization_id: Ref | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class PersonOut(BaseModel):
@@ -81,6 +100,8 @@ class PersonOut(BaseModel):
     created_by_message_id: str | None = Field(description="…and the message that made it.")
     deleted_at: datetime | None = Field(description="Deleted persons keep their history and are never re-created.")
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
     created_by: Actor | None = Field(description="Who created it: a user, an integration (token) or the matcher.")
     updated_by: Actor | None = Field(description="Who changed it last.")
     updated_at: datetime | None
@@ -92,11 +113,15 @@ class PersonOut(BaseModel):
 class OrganizationIn(Schema):
     name: Name
     domains: list[Domain] = Field(default_factory=list, max_length=50)
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class OrganizationPatch(Schema):
     name: Name | None = None
     domains: list[Domain] | None = Field(default=None, max_length=50, description="Replaces the list.")
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
 
 
 class OrganizationOut(BaseModel):
@@ -108,6 +133,8 @@ class OrganizationOut(BaseModel):
     created_by_message_id: str | None
     deleted_at: datetime | None
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
     created_by: Actor | None = Field(description="Who created it: a user, an integration (token) or the matcher.")
     updated_by: Actor | None = Field(description="Who changed it last.")
     updated_at: datetime | None
@@ -119,11 +146,13 @@ class OrganizationOut(BaseModel):
 class StageIn(Schema):
     name: Name
     position: Position | None = Field(default=None, description="Order in the pipeline; default: last.")
+    probability: Probability | None = None
 
 
 class StagePatch(Schema):
     name: Name | None = None
     position: Position | None = None
+    probability: Probability | None = None
 
 
 class StageOut(BaseModel):
@@ -131,6 +160,7 @@ class StageOut(BaseModel):
     pipeline_id: str
     name: str
     position: int
+    probability: int | None
 
 
 STANDARD_STAGES = ("New", "Qualified", "Proposal", "Negotiation", "Won", "Lost")
@@ -176,6 +206,11 @@ class DealIn(Schema):
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
+    recurrence: Recurrence | None = Field(
+        default=None, description="Once won, the next deal of the series opens when its period comes due."
+    )
     owner_user_id: Ref | None = Field(default=None, description="Default: the token's user, if it has one.")
     visibility: VisibilityLiteral = Field(default="shared", description="`private`: only the owner sees it.")
     won_at: AwareDatetime | None = Field(default=None, description="For imports; default: when it becomes won.")
@@ -192,6 +227,11 @@ class DealPatch(Schema):
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
+    custom_fields: CustomValues | None = None
+    external_id: ExternalId | None = None
+    recurrence: Recurrence | None = Field(
+        default=None, description="Once won, the next deal of the series opens when its period comes due."
+    )
     owner_user_id: Ref | None = None
     visibility: VisibilityLiteral | None = None
     won_at: AwareDatetime | None = None
@@ -219,6 +259,10 @@ class DealOut(BaseModel):
     )
     deleted_at: datetime | None = Field(description="Deleted deals keep their history (events, mail, notes).")
     created_at: datetime
+    custom_fields: dict[str, Any]
+    external_id: str | None
+    recurrence: Recurrence | None
+    recurs_from_deal_id: str | None = Field(description="The deal of the series this one follows.")
     created_by: Actor | None = Field(description="Who created it: a user, an integration (token) or the matcher.")
     updated_by: Actor | None = Field(description="Who changed it last.")
     updated_at: datetime | None
