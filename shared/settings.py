@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # (JSON records are small; nothing takes raw mail over HTTP). The rate is per token, or per client address
     # for requests without a valid one: a sustained rate per minute plus a burst allowed at once (0: no limit).
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # CSV imports (`POST /v1/imports/...`) are files; bigger ones go through `mailroom import`, which streams.
+    api_max_import_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     api_rate_limit_per_minute: int = Field(default=600, ge=0)
     api_rate_limit_burst: int = Field(default=60, ge=1)
 

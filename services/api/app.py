@@ -118,7 +118,11 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(reject_nul_bytes)],
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_import_bytes=settings.api_max_import_bytes,
+    )
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented customization

@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 _RATE_HEADERS_KEY = "mailroom.rate_limit_headers"
 
 
+IMPORT_PATH = "/v1/imports/"
+
+
 class _BodyTooLarge(Exception):  # noqa: N818 -- a signal to stop reading, not an error in our code
     pass
 
@@ -40,16 +43,22 @@ class _BodyTooLarge(Exception):  # noqa: N818 -- a signal to stop reading, not a
 class RequestLimits:
     """ASGI middleware: the body size limit, and the rate-limit headers of every response."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_import_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # CSV imports are the one body that is a file, not a record: they get a limit of their own.
+        self.max_import_bytes = max_import_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        return self.max_import_bytes if str(scope.get("path", "")).startswith(IMPORT_PATH) else self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        if declared is not None and declared > limit:
             await self._refuse(scope, receive, send)
             return
 
@@ -64,7 +73,7 @@ class RequestLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -96,7 +105,8 @@ class RequestLimits:
             413,
             "content-too-large",
             "Request body too large",
-            f"Request bodies are limited to {self.max_body_bytes} bytes.",
+            f"Request bodies are limited to {self._limit(scope)} bytes"
+            + (" (larger files go through `mailroom import`)." if self._limit(scope) == self.max_import_bytes else "."),
         )
         # The rest of the body is never read: the connection cannot carry another request after this one.
         response.headers["Connection"] = "close"

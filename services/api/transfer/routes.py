@@ -32,8 +32,8 @@ def import_csv(
 ) -> ImportReportOut:
     """Create or update records from CSV. Rows with an `id` or a known `external_id` update that record, so the same
     file imported twice changes nothing the second time. Each rejected row is reported with every reason; the other
-    rows are imported (or, with `dry_run`, only checked). The body is capped like every request's
-    (`MAILROOM_API_MAX_BODY_BYTES`); larger files go through `mailroom import`, which streams them."""
+    rows are imported (or, with `dry_run`, only checked). The body is capped by
+    `MAILROOM_API_MAX_IMPORT_BYTES` (10 MiB); larger files go through `mailroom import`, which streams them."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:

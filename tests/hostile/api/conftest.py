@@ -15,6 +15,7 @@ from tests.conftest import Infra, Tenant, new_tenant, stack_env
 from tests.support.stack import Stack
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_IMPORT_BYTES = 256 * 1024
 RATE_PER_MINUTE = 1
 RATE_BURST = 30
 
@@ -29,6 +30,7 @@ def limited_stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Ite
         data_dir,
         queue_namespace=f"{infra.namespace}-limited",  # its own rate-limit counters and queues
         api_max_body_bytes=str(MAX_BODY_BYTES),
+        api_max_import_bytes=str(MAX_IMPORT_BYTES),
         api_rate_limit_per_minute=str(RATE_PER_MINUTE),
         api_rate_limit_burst=str(RATE_BURST),
     )

@@ -11,7 +11,7 @@ import httpx
 
 from services.api.problems import PROBLEM_JSON, TYPE_BASE
 from tests.conftest import Tenant
-from tests.hostile.api.conftest import MAX_BODY_BYTES, RATE_BURST, RATE_PER_MINUTE
+from tests.hostile.api.conftest import MAX_BODY_BYTES, MAX_IMPORT_BYTES, RATE_BURST, RATE_PER_MINUTE
 from tests.support.stack import Stack
 
 
@@ -142,3 +142,22 @@ def test_requests_without_a_valid_token_are_limited_per_client_address(
         assert_problem(elsewhere.get("/v1/persons"), 401, "unauthorized")
     authorized = anonymous.get("/v1/persons", headers={"Authorization": f"Bearer {tenant.token}"})
     assert authorized.status_code == 200
+
+
+def test_csv_imports_have_a_limit_of_their_own(api: httpx.Client) -> None:
+    """A CSV file bigger than any record body is still a normal import, up to the import limit."""
+    rows = "".join(f"Person {n} {'x' * 200},+1 555 {n:07d}\n" for n in range(400))
+    file = ("name,phone\n" + rows).encode()
+    assert MAX_BODY_BYTES < len(file) < MAX_IMPORT_BYTES
+    checked = api.post(
+        "/v1/imports/persons", content=file, headers={"Content-Type": "text/csv"}, params={"dry_run": "true"}
+    )
+    assert checked.status_code == 200, checked.text[:500]
+
+    too_big = file * (MAX_IMPORT_BYTES // len(file) + 1)
+    problem = assert_problem(
+        api.post("/v1/imports/persons", content=too_big, headers={"Content-Type": "text/csv"}), 413, "content-too-large"
+    )
+    assert str(MAX_IMPORT_BYTES) in str(problem["detail"])
+    assert "mailroom import" in str(problem["detail"])
+    still_works(api)
