@@ -107,6 +107,9 @@ def stack_env(infra: Infra, data_dir: Path, **overrides: str) -> dict[str, str]:
         "redis_url": infra.redis_url,
         "queue_namespace": infra.namespace,
         "data_dir": str(data_dir),
+        # One blob store for every stack of this run, as in production: a worker of any stack on a database may
+        # claim (in its batch) a message that another stack's gateway accepted, and its API must find the files.
+        "blob_dir": str(infra.work_dir / "blobs"),
         "smtp_port": str(free_port()),
         "api_port": str(free_port()),
         "max_message_bytes": str(STACK_MAX_MESSAGE_BYTES),
@@ -145,7 +148,7 @@ def settings(infra: Infra, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def blobs(stack: Stack) -> LocalBlobStore:
-    return LocalBlobStore(Path(stack.env["MAILROOM_DATA_DIR"]) / "blobs")
+    return LocalBlobStore(Path(stack.env["MAILROOM_BLOB_DIR"]))
 
 
 def new_tenant(sessions: sessionmaker[Session], bcc_domain: str = "bcc.mailroom.localhost") -> Tenant:

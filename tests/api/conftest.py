@@ -105,7 +105,7 @@ def stranger_api(api_stack: Stack, stranger: Tenant) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def api_blobs(api_stack: Stack) -> LocalBlobStore:
-    return LocalBlobStore(Path(api_stack.env["MAILROOM_DATA_DIR"]) / "blobs")
+    return LocalBlobStore(Path(api_stack.env["MAILROOM_BLOB_DIR"]))
 
 
 @pytest.fixture

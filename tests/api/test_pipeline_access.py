@@ -31,7 +31,7 @@ HIDDEN = (
     "disambiguation_id",
 )
 # Held mail is its user's own (an existing rule, not about pipelines): another user's token gets 404 for it too.
-OTHER_USERS = ("inbound_id",)
+OTHER_USERS = ("inbound_id", "draft_id")  # held mail and drafts are their user's own
 
 
 def _user_token(api: httpx.Client, user_id: str) -> str:

@@ -65,4 +65,4 @@ def anonymous(limited_stack: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def blob_dir(limited_stack: Stack) -> Path:
-    return Path(limited_stack.env["MAILROOM_DATA_DIR"]) / "blobs"
+    return Path(limited_stack.env["MAILROOM_BLOB_DIR"])
