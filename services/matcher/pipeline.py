@@ -28,7 +28,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
-from services.matcher.mail.analysis import AnalysedMail, Analysis, analyse
+from services.matcher.mail.analysis import AnalysedMail, Analysis
+from services.matcher.mail.budget import InProcessAnalyser
 from services.matcher.mail.decision import Decision, DecisionKind, decide
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, domain_of, load_account
@@ -167,10 +168,6 @@ def _no_enqueue(_inbound_id: uuid.UUID) -> None:
     """Without a broker (tests, evaluations) released messages wait for the recovery sweep."""
 
 
-def analyse_in_process(raws: Sequence[bytes]) -> list[Analysis]:
-    return [analyse(raw) for raw in raws]
-
-
 @dataclass(frozen=True)
 class Matcher:
     sessions: sessionmaker[Session]
@@ -183,7 +180,7 @@ class Matcher:
     # while it works) keeps others off, so a dead worker's messages are due again within seconds.
     lease_seconds: float = 10.0
     # The one place analyses come from: a batch of raw messages in, one Analysis each out.
-    analyse_all: Callable[[Sequence[bytes]], list[Analysis]] = field(default=analyse_in_process)
+    analyse_all: Callable[[Sequence[bytes]], list[Analysis]] = field(default=InProcessAnalyser().analyse_all)
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
