@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import Text, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
 from services.matcher.mail.analysis import AnalysedMail, Analysis
@@ -308,14 +308,10 @@ class Matcher:
                 )
                 .order_by(InboundMessage.received_at, InboundMessage.id)
                 .with_for_update()
+                .options(defer(InboundMessage.raw, raiseload=True))  # the claim brought the bytes already
             ).all()
-            analyses = dict(
-                zip(
-                    (claim.inbound_id for claim in claimed),
-                    self.analyse_all([claim.raw for claim in claimed]),
-                    strict=True,
-                )
-            )
+            raws = {claim.inbound_id: claim.raw for claim in claimed}
+            analyses = dict(zip(raws, self.analyse_all(list(raws.values())), strict=True))
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
@@ -330,7 +326,13 @@ class Matcher:
                     its_released: list[uuid.UUID] = []
                     try:
                         outcome = self._one(
-                            session, context, users[inbound.user_id], inbound, analyses[inbound.id], its_released
+                            session,
+                            context,
+                            users[inbound.user_id],
+                            inbound,
+                            raws[inbound.id],
+                            analyses[inbound.id],
+                            its_released,
                         )
                     except Exception as exc:
                         log.warning("matcher.message_failed_in_batch", error=f"{type(exc).__name__}: {exc}"[:500])
@@ -338,9 +340,8 @@ class Matcher:
                         continue
                     result.outcomes[inbound.id] = outcome
                     released.extend(its_released)
-            for claim in claimed:
-                if claim.inbound_id not in {i.id for i in inbounds}:
-                    result.outcomes[claim.inbound_id] = Outcome.already_done
+            for inbound_id in raws.keys() - {inbound.id for inbound in inbounds}:
+                result.outcomes[inbound_id] = Outcome.already_done
         return failed
 
     def _one(
@@ -349,12 +350,13 @@ class Matcher:
         context: AccountContext,
         user: User,
         inbound: InboundMessage,
+        raw: bytes,
         analysis: Analysis,
         released: list[uuid.UUID],
     ) -> Outcome:
         """Place one message of the batch, or hold it; a failure rolls back its savepoint and nothing else."""
         # Outside the savepoint: the result is recorded on the row even when the message is held.
-        authentication = self._authentication(inbound)
+        authentication = self._authentication(inbound, raw)
         try:
             # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
             with session.begin_nested():
@@ -387,7 +389,7 @@ class Matcher:
         log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
         return outcome
 
-    def _authentication(self, inbound: InboundMessage) -> SenderAuthentication | None:
+    def _authentication(self, inbound: InboundMessage, raw: bytes) -> SenderAuthentication | None:
         """The sender checks recorded on the row, or (first time, or DNS did not answer last time) made now and
         recorded: a retry or a reprocess decides on the facts of arrival, not on today's DNS."""
         if inbound.auth_results is not None:
@@ -397,7 +399,7 @@ class Matcher:
         if self.sender_auth is None:
             return None
         checked = authenticate(
-            inbound.raw,
+            raw,
             envelope_from=inbound.envelope_from,
             client_ip=client_ip_of(inbound.peer),
             helo=inbound.helo,
@@ -442,7 +444,7 @@ class Matcher:
                     session, context, inbound, analysis.message, Classified(machine.kind, machine.reason)
                 )
                 if machine.kind is MessageKind.bounce:
-                    _mark_bounces(session, context, inbound, stored[0].id, authentication)
+                    _mark_bounces(session, context, inbound, analysis, stored[0].id, authentication)
                 return stored
             case DecisionKind.sent:
                 _check_people_cap(session, context, [parsed])
@@ -845,10 +847,11 @@ def _mark_bounces(
     session: Session,
     context: AccountContext,
     inbound: InboundMessage,
+    analysis: Analysis,
     message_id: uuid.UUID,
     authentication: SenderAuthentication | None,
 ) -> None:
-    failed = trusted_bounce_recipients(session, context, inbound.user_id, inbound.raw, authentication)
+    failed = trusted_bounce_recipients(session, context, inbound.user_id, analysis, authentication)
     if not failed:
         return
     session.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import email
 from dataclasses import dataclass
 
-from services.matcher.mail.classify import Machine, bounced_recipients, machine_mail
+from services.matcher.mail.classify import Machine, bounce_references, bounced_recipients, machine_mail
 from services.matcher.mail.conversation import outlook_conversation_key
 from services.matcher.mail.originals import find_originals, with_forward_defaults
 from services.matcher.mail.parsing import ParsedMail, parse_mail
@@ -44,21 +44,23 @@ class Analysis:
     bounced_recipients: tuple[str, ...]  # for a bounce: the addresses that failed
     # Used only when the user sent the message (a forward); analysed anyway so that placement never parses.
     originals: tuple[ForwardedOriginal, ...]
+    # For a bounce: the Message-IDs it reports on (which of the user's sent messages bounced).
+    bounce_references: tuple[str, ...] = ()
 
 
 def analyse(raw: bytes) -> Analysis:
     parsed = parse_mail(raw)
     machine = machine_mail(parsed)
-    bounced = (
-        tuple(bounced_recipients(email.message_from_bytes(raw)))
-        if machine and machine.kind is MessageKind.bounce
-        else ()
-    )
+    bounced: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    if machine and machine.kind is MessageKind.bounce:
+        report = email.message_from_bytes(raw)
+        bounced, references = tuple(bounced_recipients(report)), tuple(bounce_references(report))
     originals = tuple(
         ForwardedOriginal(analyse_mail(with_forward_defaults(original, parsed)), original.confidence, original.how)
         for original in find_originals(parsed)
     )
-    return Analysis(analyse_mail(parsed), machine, bounced, originals)
+    return Analysis(analyse_mail(parsed), machine, bounced, originals, references)
 
 
 def analyse_mail(parsed: ParsedMail) -> AnalysedMail:

@@ -6,6 +6,7 @@ organizations. The reason is kept on the message in words a user can read, so ev
 
 from __future__ import annotations
 
+import email
 import re
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
@@ -22,6 +23,7 @@ _OUT_OF_OFFICE_SUBJECT = re.compile(
     r"|frånvaro|autosvar|automatisch antwoord|afwezig|poza biurem|odpowiedź automatyczna)\b",
     re.IGNORECASE,
 )
+_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|bounces?)@", re.IGNORECASE)
 
 
@@ -80,6 +82,23 @@ def bounced_recipients(message: EmailMessage) -> list[str]:
             if action.startswith("failed") and "@" in address:
                 failed.append(address)
     return list(dict.fromkeys(failed))
+
+
+def bounce_references(report: EmailMessage) -> list[str]:
+    """Message-IDs a delivery report is about: its In-Reply-To/References and the returned original's own
+    Message-ID (in text/rfc822-headers or message/rfc822)."""
+    values = [str(report.get("In-Reply-To", "")), str(report.get("References", ""))]
+    for part in report.walk():
+        if part.get_content_type() == "text/rfc822-headers":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                values.append(str(email.message_from_bytes(payload).get("Message-ID", "")))
+        elif part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            for message in inner if isinstance(inner, list) else []:
+                if isinstance(message, EmailMessage):
+                    values.append(str(message.get("Message-ID", "")))
+    return list(dict.fromkeys(match for value in values for match in _MESSAGE_ID.findall(value)))
 
 
 def _title(header: str) -> str:

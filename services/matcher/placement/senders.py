@@ -11,22 +11,16 @@ is about mail this user sent (it references one of the user's sent messages, and
 
 from __future__ import annotations
 
-import email
-import email.utils
-import re
 import uuid
-from email.message import Message as EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.matcher.authentication import SenderAuthentication, domain_of, from_domain_of
-from services.matcher.mail.classify import bounced_recipients
+from services.matcher.authentication import SenderAuthentication, domain_of
+from services.matcher.mail.analysis import Analysis
 from services.matcher.placement.account import AccountContext
 from shared.addresses import normalize_address
 from shared.models import Direction, Message, User
-
-_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 
 
 def unauthenticated_claim(
@@ -62,39 +56,21 @@ def trusted_bounce_recipients(
     session: Session,
     context: AccountContext,
     user_id: uuid.UUID,
-    raw: bytes,
+    analysis: Analysis,
     authentication: SenderAuthentication | None,
 ) -> list[str]:
     """The failed addresses of a delivery report that may be marked as bouncing (see the module's docstring).
 
     Without an authentication record (verification switched off) every reported address counts, as before.
     """
-    report = email.message_from_bytes(raw)
-    failed = bounced_recipients(report)
+    failed = list(analysis.bounced_recipients)
     if not failed or authentication is None:
         return failed
-    reporter = from_domain_of(report)
-    if authentication.authenticates(reporter):  # SPF of a bounce is its HELO name's: mx.example for example.com
+    # SPF of a bounce is its HELO name's: mx.example for example.com
+    if authentication.authenticates(authentication.from_domain):
         return failed
-    recipients = _recipients_of_sent_mail(session, context, user_id, _referenced_ids(report))
+    recipients = _recipients_of_sent_mail(session, context, user_id, set(analysis.bounce_references))
     return [address for address in failed if normalize_address(address) in recipients]
-
-
-def _referenced_ids(report: EmailMessage) -> set[str]:
-    """Message-IDs the report is about: its In-Reply-To/References and the returned original's own Message-ID."""
-    values = [str(report.get("In-Reply-To", "")), str(report.get("References", ""))]
-    for part in report.walk():
-        if part.get_content_type() == "text/rfc822-headers":
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes):
-                original = email.message_from_bytes(payload)
-                values.append(str(original.get("Message-ID", "")))
-        elif part.get_content_type() == "message/rfc822":
-            inner = part.get_payload()
-            for message in inner if isinstance(inner, list) else []:
-                if isinstance(message, EmailMessage):
-                    values.append(str(message.get("Message-ID", "")))
-    return {match for value in values for match in _MESSAGE_ID.findall(value)}
 
 
 def _recipients_of_sent_mail(
