@@ -59,6 +59,6 @@ def sweep(
             sent += 1
     except redis.RedisError as exc:
         log.warning("sweep.redis_unavailable", enqueued=sent, waiting=len(waiting), error=str(exc))
-    if waiting:
+    if sent:
         log.info("sweep.enqueued", count=sent)
     return sent

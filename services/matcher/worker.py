@@ -88,12 +88,13 @@ def run_one(settings: Settings) -> None:
 
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=500)
     worker.start()
-    log.info("worker.started", threads=settings.worker_threads)
-    # At start, anything still waiting was accepted before this worker existed: no grace period.
+    # At start, anything still waiting was accepted before this worker existed: no grace period. "Started" is
+    # logged after this catch-up, so whoever waits for it knows later arrivals are not the start sweep's.
     sweep_safely(sessions, broker, grace_seconds=0, max_attempts=settings.process_max_attempts)
     webhooks.sweep_safely(grace_seconds=0)
     drafts.sweep_safely(grace_seconds=0)
     recurrences.sweep_safely()
+    log.info("worker.started", threads=settings.worker_threads)
     while not stop.wait(settings.sweep_interval_seconds):
         sweep_safely(
             sessions, broker, grace_seconds=settings.sweep_grace_seconds, max_attempts=settings.process_max_attempts
