@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -100,11 +98,6 @@ def message_finished(outcome: str, received_at: datetime) -> None:
     if outcome == "held":
         MESSAGES_HELD.inc()
     PROCESSING_LATENCY.observe(max(0.0, (datetime.now(UTC) - received_at).total_seconds()))
-
-
-def message_finished_on_commit(session: Session, outcome: str, received_at: datetime) -> None:
-    """`message_finished` once `session` commits: an attempt that rolls back is retried, and counted then."""
-    event.listen(session, "after_commit", lambda _session: message_finished(outcome, received_at), once=True)
 
 
 def processing_failed(*, for_good: bool) -> None:

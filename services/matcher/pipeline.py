@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import Text, cast, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
@@ -213,15 +212,24 @@ class Matcher:
             result.outcomes[inbound_id] = self._not_claimed(inbound_id) if explain_unclaimed else Outcome.busy
         if not claimed:
             return result
-        released: list[uuid.UUID] = []
-        try:
-            failed = self._place_batch(claimed, result, released)
-        except Exception as exc:
-            log.warning("matcher.batch_failed", size=len(claimed), error=f"{type(exc).__name__}: {exc}"[:500])
-            released.clear()
-            failed = {claim.inbound_id: exc for claim in claimed}
-        for held_id in released:
-            self._enqueue_safely(held_id)
+        failed: dict[uuid.UUID, Exception] = {}
+        analyses: dict[uuid.UUID, Analysis] = {}
+        remaining = claimed
+        while remaining:
+            try:
+                placed = self._place_batch(remaining, analyses)
+            except _MessageFailedError as failure:
+                # Its batch-mates' work was rolled back with it: place them again, without it.
+                log.warning("matcher.message_failed_in_batch", inbound_id=str(failure.inbound_id), error=failure.why)
+                failed[failure.inbound_id] = failure.error
+                remaining = [claim for claim in remaining if claim.inbound_id != failure.inbound_id]
+                continue
+            except Exception as exc:
+                log.warning("matcher.batch_failed", size=len(remaining), error=f"{type(exc).__name__}: {exc}"[:500])
+                failed.update((claim.inbound_id, exc) for claim in remaining)
+                break
+            self._report(placed, result)
+            break
         if len(claimed) == 1:
             for failed_id, error in failed.items():
                 result.outcomes[failed_id] = self._record_failure(failed_id, error)
@@ -291,14 +299,14 @@ class Matcher:
             log.warning("matcher.attempt_failed", attempts=row.attempts, reason=reason)
             return Outcome.retry
 
-    def _place_batch(
-        self, claimed: list[Claimed], result: BatchResult, released: list[uuid.UUID]
-    ) -> dict[uuid.UUID, Exception]:
-        """Place what was claimed in one transaction; returns the messages that failed (rolled back alone).
+    def _place_batch(self, claimed: list[Claimed], analyses: dict[uuid.UUID, Analysis]) -> _Placed:
+        """Place what was claimed in one transaction, or raise `_MessageFailedError` for the first message that fails
+        (everything is rolled back: the caller places the others again without it).
 
         The rows are locked first, analysed while locked: a claimed row that nobody holds locked is one whose
-        worker is gone, and the next claim (or sweep) may take it once the short claim window is over."""
-        failed: dict[uuid.UUID, Exception] = {}
+        worker is gone, and the next claim (or sweep) may take it once the short claim window is over. Analyses
+        are kept in `analyses` for a second try of the same batch."""
+        placed = _Placed()
         with transaction(self.sessions) as session:
             inbounds = session.scalars(
                 select(InboundMessage)
@@ -311,7 +319,10 @@ class Matcher:
                 .options(defer(InboundMessage.raw, raiseload=True))  # the claim brought the bytes already
             ).all()
             raws = {claim.inbound_id: claim.raw for claim in claimed}
-            analyses = dict(zip(raws, self.analyse_all(list(raws.values())), strict=True))
+            unanalysed = [inbound_id for inbound_id in raws if inbound_id not in analyses]
+            if unanalysed:
+                fresh = self.analyse_all([raws[inbound_id] for inbound_id in unanalysed])
+                analyses.update(zip(unanalysed, fresh, strict=True))
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
@@ -320,29 +331,38 @@ class Matcher:
                 for user in session.scalars(select(User).where(User.id.in_({i.user_id for i in inbounds}))).all()
             }
             _lock_batch(session, [(contexts[inbound.account_id], analyses[inbound.id]) for inbound in inbounds])
+            releases: list[_Release] = []
             for inbound in inbounds:
-                context = contexts[inbound.account_id]
                 with structlog.contextvars.bound_contextvars(inbound_id=str(inbound.id)):
-                    its_released: list[uuid.UUID] = []
                     try:
-                        outcome = self._one(
+                        finished = self._one(
                             session,
-                            context,
+                            contexts[inbound.account_id],
                             users[inbound.user_id],
                             inbound,
                             raws[inbound.id],
                             analyses[inbound.id],
-                            its_released,
+                            releases,
                         )
                     except Exception as exc:
-                        log.warning("matcher.message_failed_in_batch", error=f"{type(exc).__name__}: {exc}"[:500])
-                        failed[inbound.id] = exc
-                        continue
-                    result.outcomes[inbound.id] = outcome
-                    released.extend(its_released)
-            for inbound_id in raws.keys() - {inbound.id for inbound in inbounds}:
-                result.outcomes[inbound_id] = Outcome.already_done
-        return failed
+                        raise _MessageFailedError(inbound.id, exc) from exc
+                placed.finished.append(finished)
+            if placed.finished:
+                session.execute(_FINISH, [finished.row for finished in placed.finished])
+            placed.released = _release_waiting(session, releases)
+            placed.already_done = list(raws.keys() - {inbound.id for inbound in inbounds})
+        return placed
+
+    def _report(self, placed: _Placed, result: BatchResult) -> None:
+        """After the commit: what became of each message, its metrics and log line, and the held mail it freed."""
+        for finished in placed.finished:
+            result.outcomes[finished.inbound_id] = finished.outcome
+            metrics.message_finished(finished.outcome, finished.received_at)
+            log.info(finished.event, inbound_id=str(finished.inbound_id), **finished.log_fields)
+        for inbound_id in placed.already_done:
+            result.outcomes[inbound_id] = Outcome.already_done
+        for held_id in placed.released:
+            self._enqueue_safely(held_id)
 
     def _one(
         self,
@@ -352,42 +372,34 @@ class Matcher:
         inbound: InboundMessage,
         raw: bytes,
         analysis: Analysis,
-        released: list[uuid.UUID],
-    ) -> Outcome:
-        """Place one message of the batch, or hold it; a failure rolls back its savepoint and nothing else."""
-        # Outside the savepoint: the result is recorded on the row even when the message is held.
+        releases: list[_Release],
+    ) -> _Finished:
+        """Place one message of the batch, or hold it (a hold is decided before anything is written)."""
         authentication = self._authentication(inbound, raw)
         try:
-            # A savepoint: a hold decided halfway (say, at the people cap) leaves nothing half-placed.
-            with session.begin_nested():
-                message, outcome = self._place(session, context, user, inbound, analysis, released, authentication)
+            message, outcome = self._place(session, context, user, inbound, analysis, releases, authentication)
         except Hold as hold:
-            released.clear()
-            inbound.status = InboundStatus.held.value
-            inbound.hold_reason = str(hold)
-            inbound.held_references = hold.waiting_for
-            inbound.claimed_until = None
             emit(
                 session,
                 inbound.account_id,
                 MessageHeld(inbound_id=inbound.id, user_id=inbound.user_id, reason=str(hold)),
             )
-            inbound.processed_at = datetime.now(UTC)
-            metrics.message_finished_on_commit(session, Outcome.held, inbound.received_at)
-            log.info("matcher.held", reason=str(hold))
-            return Outcome.held
-        except Exception:
-            released.clear()
-            raise
-        inbound.status = InboundStatus.processed.value
-        inbound.message_id = message.id
-        inbound.hold_reason = None
-        inbound.processed_at = datetime.now(UTC)
-        inbound.last_error = None
-        inbound.claimed_until = None
-        metrics.message_finished_on_commit(session, outcome, inbound.received_at)
-        log.info("matcher.processed", outcome=outcome.value, message_id=str(message.id), kind=message.kind)
-        return outcome
+            return _Finished(
+                inbound.id,
+                Outcome.held,
+                inbound.received_at,
+                row=_finished_row(inbound.id, InboundStatus.held, hold_reason=str(hold), waiting_for=hold.waiting_for),
+                event="matcher.held",
+                log_fields={"reason": str(hold)},
+            )
+        return _Finished(
+            inbound.id,
+            outcome,
+            inbound.received_at,
+            row=_finished_row(inbound.id, InboundStatus.processed, message_id=message.id),
+            event="matcher.processed",
+            log_fields={"outcome": outcome.value, "message_id": str(message.id), "kind": message.kind},
+        )
 
     def _authentication(self, inbound: InboundMessage, raw: bytes) -> SenderAuthentication | None:
         """The sender checks recorded on the row, or (first time, or DNS did not answer last time) made now and
@@ -417,7 +429,7 @@ class Matcher:
         user: User,
         inbound: InboundMessage,
         analysis: Analysis,
-        released: list[uuid.UUID],
+        releases: list[_Release],
         authentication: SenderAuthentication | None = None,
     ) -> tuple[Message, Outcome]:
         parsed = analysis.message.mail
@@ -455,10 +467,10 @@ class Matcher:
                     analysis.message,
                     Classified(MessageKind.sent, "From is a verified address of the user"),
                 )
-                released.extend(_release_waiting(session, context, user.id, stored[0], analysis.message))
+                releases.append(_Release.of(context, user.id, stored[0], analysis.message))
                 return stored
             case DecisionKind.forwarded:
-                return self._store_originals(session, context, user, inbound, analysis, decision, released)
+                return self._store_originals(session, context, user, inbound, analysis, decision, releases)
             case DecisionKind.contact:
                 if not _on_a_thread_of(session, context, user.id, analysis.message):
                     raise Hold(
@@ -487,7 +499,7 @@ class Matcher:
         inbound: InboundMessage,
         analysis: Analysis,
         decision: Decision,
-        released: list[uuid.UUID],
+        releases: list[_Release],
     ) -> tuple[Message, Outcome]:
         originals = decision.originals
         # One inbound message, one cap: a forward of five originals may not create five times the allowance.
@@ -507,7 +519,7 @@ class Matcher:
             for original in originals
         ]
         for (message, _), original in zip(results, originals, strict=True):
-            released.extend(_release_waiting(session, context, user.id, message, original.analysed))
+            releases.append(_Release.of(context, user.id, message, original.analysed))
         return results[0]
 
     def _store(
@@ -538,7 +550,7 @@ class Matcher:
 
         sender = parsed.sender
         outbound = sender is not None and context.canonical(sender.address) in context.user_addresses
-        thread_id = assign_thread(
+        thread = assign_thread(
             session,
             account_id,
             message_id=parsed.message_id,
@@ -549,6 +561,7 @@ class Matcher:
             context=context,
             ids_locked=True,
         )
+        thread_id = thread.id
         message = Message(
             account_id=account_id,
             user_id=inbound.user_id,
@@ -614,8 +627,7 @@ class Matcher:
         lead_deal_id = None if routed_lead_id is None else link_lead(session, account_id, thread_id, routed_lead_id)
         decision = decide_deal(
             session,
-            account_id,
-            thread_id,
+            thread,
             message_id=message.id,
             user_id=inbound.user_id,
             routed_deal_id=deal_from_subaddress(inbound.envelope_to) or lead_deal_id,
@@ -811,36 +823,109 @@ def _subject_names(parsed: ParsedMail, context: AccountContext) -> list[str]:
     return subject_lock_names(parsed.subject, _participants(parsed, context))
 
 
-def _release_waiting(
-    session: Session, context: AccountContext, user_id: uuid.UUID, message: Message, analysed: AnalysedMail
-) -> list[uuid.UUID]:
-    """Held contact mail that this message's thread (by id, or by subject for reference-less mail) now gives a
-    place: send it back to the matcher."""
-    parsed = analysed.mail
-    thread_keys = select(func.array_agg(ThreadKey.message_id_header)).where(
-        ThreadKey.account_id == context.account_id, ThreadKey.thread_id == message.thread_id
-    )
-    subject_names = subject_lock_names(parsed.subject, _participants(parsed, context))
-    keys = thread_keys.scalar_subquery().op("||")(cast(subject_names, ARRAY(Text)))
-    released = session.scalars(
-        update(InboundMessage)
-        .where(
-            InboundMessage.account_id == context.account_id,
-            InboundMessage.user_id == user_id,
-            InboundMessage.status == InboundStatus.held.value,
-            InboundMessage.held_references.overlap(keys),
+@dataclass(frozen=True)
+class _Release:
+    """Held contact mail that a stored message may give a place: mail of `user_id` waiting for one of the ids of
+    the message's thread, or (for reference-less mail) for its subject with one of its participants."""
+
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    message_id: uuid.UUID
+    subject_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, context: AccountContext, user_id: uuid.UUID, message: Message, analysed: AnalysedMail) -> _Release:
+        parsed = analysed.mail
+        names = subject_lock_names(parsed.subject, _participants(parsed, context))
+        return cls(context.account_id, user_id, message.id, tuple(names))
+
+
+# The thread of each message is read at the end of the batch: a later message of the batch may have merged it.
+_RELEASE_WAITING = text(
+    "UPDATE inbound_messages SET status = 'received', hold_reason = NULL, held_references = NULL, attempts = 0,"
+    " claimed_until = NULL"
+    " WHERE account_id = :account_id AND user_id = :user_id AND status = 'held'"
+    " AND held_references && (ARRAY(SELECT thread_keys.message_id_header FROM thread_keys"
+    "  WHERE thread_keys.account_id = :account_id AND thread_keys.thread_id IN ("
+    "   SELECT messages.thread_id FROM messages"
+    "   WHERE messages.account_id = :account_id AND messages.id = ANY(CAST(:message_ids AS uuid[]))))"
+    "  || CAST(:subject_names AS text[]))"
+    " RETURNING id"
+)
+
+
+def _release_waiting(session: Session, releases: list[_Release]) -> list[uuid.UUID]:
+    """Send back to the matcher the held mail that the batch's stored messages give a place: one statement per
+    user of the batch, after the batch's own holds are written (a hold and its release may share a batch)."""
+    by_user: dict[tuple[uuid.UUID, uuid.UUID], list[_Release]] = {}
+    for release in releases:
+        by_user.setdefault((release.account_id, release.user_id), []).append(release)
+    released: list[uuid.UUID] = []
+    for (account_id, user_id), of_user in by_user.items():
+        released.extend(
+            session.scalars(
+                _RELEASE_WAITING,
+                {
+                    "account_id": account_id,
+                    "user_id": user_id,
+                    "message_ids": [release.message_id for release in of_user],
+                    "subject_names": sorted({name for release in of_user for name in release.subject_names}),
+                },
+            ).all()
         )
-        .values(
-            status=InboundStatus.received.value,
-            hold_reason=None,
-            held_references=None,
-            attempts=0,
-            claimed_until=None,
-        )
-        .returning(InboundMessage.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return list(released)
+    return released
+
+
+_FINISH = text(
+    "UPDATE inbound_messages SET status = CAST(:status AS varchar), message_id = :message_id, hold_reason = :hold_reason,"
+    " held_references = CAST(:held_references AS text[]), processed_at = now(), claimed_until = NULL,"
+    " last_error = CASE WHEN CAST(:status AS varchar) = 'processed' THEN NULL ELSE last_error END"
+    " WHERE id = :id"
+)
+
+
+def _finished_row(
+    inbound_id: uuid.UUID,
+    status: InboundStatus,
+    *,
+    message_id: uuid.UUID | None = None,
+    hold_reason: str | None = None,
+    waiting_for: list[str] | None = None,
+) -> dict[str, object]:
+    return {
+        "id": inbound_id,
+        "status": status.value,
+        "message_id": message_id,
+        "hold_reason": hold_reason,
+        "held_references": waiting_for,
+    }
+
+
+@dataclass(frozen=True)
+class _Finished:
+    inbound_id: uuid.UUID
+    outcome: Outcome
+    received_at: datetime
+    row: dict[str, object]  # parameters of `_FINISH`
+    event: str
+    log_fields: dict[str, str]
+
+
+@dataclass
+class _Placed:
+    """What a committed batch did."""
+
+    finished: list[_Finished] = field(default_factory=list)
+    released: list[uuid.UUID] = field(default_factory=list)
+    already_done: list[uuid.UUID] = field(default_factory=list)
+
+
+class _MessageFailedError(Exception):
+    def __init__(self, inbound_id: uuid.UUID, error: Exception) -> None:
+        super().__init__(str(error))
+        self.inbound_id = inbound_id
+        self.error = error
+        self.why = f"{type(error).__name__}: {error}"[:500]
 
 
 def _mark_bounces(

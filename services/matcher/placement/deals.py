@@ -16,11 +16,11 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Deal, DealStatus, Disambiguation, Lead, Message, MessagePerson, Person, Thread
+from shared.models import Deal, Disambiguation, Lead, Thread
 
 RULE_SUB_ADDRESS = "sub-address"
 RULE_SINGLE_OPEN_DEAL = "single-open-deal"
@@ -89,16 +89,14 @@ def link_lead(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, lea
 
 def decide_deal(
     session: Session,
-    account_id: uuid.UUID,
-    thread_id: uuid.UUID,
+    thread: Thread,
     *,
     message_id: uuid.UUID,
     user_id: uuid.UUID,
     routed_deal_id: uuid.UUID | None,
 ) -> DealDecision:
-    thread = session.scalars(
-        select(Thread).where(Thread.account_id == account_id, Thread.id == thread_id).with_for_update()
-    ).one()
+    """`thread` is locked by the caller's transaction (threading locked it, or created it)."""
+    account_id, thread_id = thread.account_id, thread.id
     if routed_deal_id is not None:
         deal = session.scalars(
             select(Deal).where(Deal.account_id == account_id, Deal.id == routed_deal_id, Deal.deleted_at.is_(None))
@@ -149,34 +147,34 @@ def decide_deal(
     return DealDecision(DealOutcome.ask_user, None, disambiguation_id, asked_anew=previous != "pending")
 
 
+# The thread's external persons, each with the open deals that are theirs or their organization's, in one query.
+_PERSONS_AND_OPEN_DEALS = text(
+    "WITH persons_on_thread AS ("
+    " SELECT DISTINCT persons.id, persons.name, persons.organization_id FROM persons"
+    " JOIN message_persons ON message_persons.person_id = persons.id"
+    " JOIN messages ON messages.id = message_persons.message_id"
+    " WHERE messages.account_id = :account_id AND messages.thread_id = :thread_id AND persons.deleted_at IS NULL)"
+    " SELECT p.id AS person_id, p.name, p.organization_id,"
+    " deals.id AS deal_id, deals.person_id AS deal_person_id, deals.organization_id AS deal_organization_id"
+    " FROM persons_on_thread AS p LEFT JOIN deals ON deals.account_id = :account_id AND deals.status = 'open'"
+    # A deleted deal keeps its history but gets no new mail.
+    " AND deals.deleted_at IS NULL AND (deals.person_id = p.id OR deals.organization_id = p.organization_id)"
+)
+
+
 def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:
     """Open deals of the thread's external persons (and of their organizations), with why each is one."""
-    persons = session.execute(
-        select(Person.id, Person.name, Person.organization_id)
-        .join(MessagePerson, MessagePerson.person_id == Person.id)
-        .join(Message, Message.id == MessagePerson.message_id)
-        .where(Message.account_id == account_id, Message.thread_id == thread_id, Person.deleted_at.is_(None))
-        .distinct()
-    ).all()
-    if not persons:
-        return {}
-    by_person = {p.id: p.name for p in persons}
-    by_organization = {p.organization_id: p.name for p in persons if p.organization_id is not None}
-    deals = session.execute(
-        select(Deal.id, Deal.person_id, Deal.organization_id).where(
-            Deal.account_id == account_id,
-            Deal.status == DealStatus.open.value,
-            Deal.deleted_at.is_(None),  # a deleted deal keeps its history but gets no new mail
-            (Deal.person_id.in_(by_person)) | (Deal.organization_id.in_(by_organization)),
-        )
-    ).all()
+    rows = session.execute(_PERSONS_AND_OPEN_DEALS, {"account_id": account_id, "thread_id": thread_id}).all()
+    by_person = {row.person_id: row.name for row in rows}
+    by_organization = {row.organization_id: row.name for row in rows if row.organization_id is not None}
+    deals = {(row.deal_id, row.deal_person_id, row.deal_organization_id) for row in rows if row.deal_id is not None}
     reasons: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for deal in deals:
-        if deal.person_id in by_person:
-            reasons[deal.id].add(f"open deal of {by_person[deal.person_id]}, who is on this thread")
-        if deal.organization_id in by_organization:
-            reasons[deal.id].add(
-                f"open deal of the organization of {by_organization[deal.organization_id]}, who is on this thread"
+    for deal_id, deal_person_id, deal_organization_id in deals:
+        if deal_person_id in by_person:
+            reasons[deal_id].add(f"open deal of {by_person[deal_person_id]}, who is on this thread")
+        if deal_organization_id in by_organization:
+            reasons[deal_id].add(
+                f"open deal of the organization of {by_organization[deal_organization_id]}, who is on this thread"
             )
     return dict(reasons)
 

@@ -64,8 +64,9 @@ def assign_thread(
     participants: frozenset[str] = frozenset(),
     context: AccountContext | None = None,
     ids_locked: bool = False,
-) -> uuid.UUID:
-    """The thread of a message; `participants` are its external addresses, normalized.
+) -> Thread:
+    """The thread of a message, locked by (or new in) this transaction; `participants` are its external addresses,
+    normalized.
 
     Must run in the transaction that stores the message (the `Message` row is what later messages find), after
     the caller took the `thread-key:` locks of the message's ids (the pipeline does, for its duplicate check).
@@ -94,11 +95,18 @@ def assign_thread(
     if threads:
         thread = _merge(session, account_id, threads)
     else:
-        thread = Thread(account_id=account_id)
+        # Born with this message's subject and dates, so that recording the message changes nothing on it.
+        thread = Thread(
+            account_id=account_id,
+            subject=arrival.subject,
+            normalized_subject=normalize_subject(arrival.subject) or None,
+            first_message_at=arrival.sent_at,
+            last_message_at=arrival.sent_at,
+        )
         session.add(thread)
         session.flush()
     _record(session, account_id, thread, arrival)
-    return thread.id
+    return thread
 
 
 def subject_lock_names(subject: str | None, participants: frozenset[str]) -> list[str]:

@@ -1,0 +1,145 @@
+"""The matcher alone, in this process: how fast one worker thread places a backlog, and what each message costs.
+
+    python -m bench.placement [--messages 1000] [--batch-size 16] [--profile FILE]
+
+No SMTP, Redis or API: the backlog is written straight into a scratch database (as the gateway would), then one
+thread drains it with `Matcher.process_due`, exactly as the actor calls it. It prints messages per second, the
+CPU of this process and of its Postgres backend per message, and the SQL statements and round trips per message:
+the numbers the end-to-end bench cannot separate from the gateway and the API sharing the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
+from sqlalchemy import event, insert, text
+
+from bench.mail import MessageFactory, new_run_id
+from services.matcher.pipeline import Matcher
+from shared import directory
+from shared.blobstore import LocalBlobStore
+from shared.db import make_engine, make_session_factory, transaction
+from shared.logging import configure_logging
+from shared.migrate import upgrade
+from shared.models import InboundMessage, InboundStatus
+from tests.support.servers import LOCAL_POSTGRES, database_url, recreate_database
+
+DATABASE = "mailroom_bench_placement"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.placement", description=__doc__)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the draining to this file")
+    args = parser.parse_args(argv)
+    # As the worker logs (a JSON line per message is part of its cost); run with 2>/dev/null to keep the table.
+    configure_logging("worker", log_format="json")
+
+    recreate_database(LOCAL_POSTGRES, DATABASE)
+    url = database_url(LOCAL_POSTGRES, DATABASE)
+    upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    sessions = make_session_factory(engine)
+    with transaction(sessions) as session:
+        account = directory.create_account(session, "Placement bench")
+        user = directory.create_user(session, account.account_id, "sam@bench.example", "Sam Seller")
+        bcc = directory.bcc_address(user, "bcc.bench.example")
+        account_id, user_id = account.account_id, user.id
+    factory = MessageFactory(args.size, new_run_id(), "sam@bench.example")
+    ids = _backlog(sessions, factory, args.messages, account_id, user_id, bcc)
+
+    statements: Counter[str] = Counter()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements[statement.split(None, 1)[0].upper()] += 1
+
+    blob_dir = Path(f"/tmp/{DATABASE}-blobs")
+    matcher = Matcher(sessions=sessions, blobs=LocalBlobStore(blob_dir), batch_size=args.batch_size)
+    with engine.connect() as probe:  # the backend the matcher will mostly use is not known; count them all
+        backends_before = _backend_cpu(probe)
+    me = psutil.Process()
+    cpu_before, started = me.cpu_times(), time.perf_counter()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    for inbound_id in ids:  # as the queue delivers them: most find their row already placed by a batch
+        matcher.process_due(inbound_id)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    elapsed, cpu_after = time.perf_counter() - started, me.cpu_times()
+    with engine.connect() as probe:
+        backends = _backend_cpu(probe) - backends_before
+        placed = probe.execute(
+            text("SELECT count(*) FROM inbound_messages WHERE account_id = :a AND status = 'processed'"),
+            {"a": account_id},
+        ).scalar_one()
+    engine.dispose()
+
+    n = args.messages
+    own = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    total = sum(statements.values())
+    print(f"placed {placed}/{n} messages of {factory.wire_size()} B, batch size {args.batch_size}")
+    print(f"{'messages/s (one thread)':32} {n / elapsed:10.1f}")
+    print(f"{'matcher CPU ms/message':32} {1000 * own / n:10.2f}")
+    print(f"{'Postgres CPU ms/message':32} {1000 * backends / n:10.2f}")
+    print(f"{'SQL statements/message':32} {total / n:10.2f}")
+    for verb, count_ in statements.most_common():
+        print(f"  {verb:30} {count_ / n:10.2f}")
+    if args.profile:
+        pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(35)
+    return 0
+
+
+def _backlog(
+    sessions: Any, factory: MessageFactory, n: int, account_id: uuid.UUID, user_id: uuid.UUID, bcc: str
+) -> list[uuid.UUID]:
+    rows = []
+    for number in range(n):
+        wire = b"".join(factory.parts(number))
+        raw = wire[: -len(b".\r\n")]
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "account_id": account_id,
+                "user_id": user_id,
+                "envelope_from": "sam@bench.example",
+                "envelope_to": bcc,
+                "raw": raw,
+                "size": len(raw),
+                "status": InboundStatus.received.value,
+                "attempts": 0,
+            }
+        )
+    with transaction(sessions) as session:
+        session.execute(insert(InboundMessage), rows)
+    return [row["id"] for row in rows]
+
+
+def _backend_cpu(connection: Any) -> float:
+    """CPU seconds of every backend of the bench database (the matcher's, and this probe's own, which idles)."""
+    pids = connection.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": DATABASE}).scalars()
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
