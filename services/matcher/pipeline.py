@@ -877,8 +877,9 @@ def _release_waiting(session: Session, releases: list[_Release]) -> list[uuid.UU
 
 
 _FINISH = text(
-    "UPDATE inbound_messages SET status = CAST(:status AS varchar), message_id = :message_id, hold_reason = :hold_reason,"
-    " held_references = CAST(:held_references AS text[]), processed_at = now(), claimed_until = NULL,"
+    "UPDATE inbound_messages SET status = CAST(:status AS varchar), message_id = :message_id,"
+    " hold_reason = :hold_reason, held_references = CAST(:held_references AS text[]), processed_at = now(),"
+    " claimed_until = NULL,"
     " last_error = CASE WHEN CAST(:status AS varchar) = 'processed' THEN NULL ELSE last_error END"
     " WHERE id = :id"
 )

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Uuid, delete, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, Text, Uuid, cast, delete, func, literal, null, select, text, union_all, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from services.matcher.mail.subjects import normalize_subject, subject_key
 from services.matcher.placement.account import AccountContext, load_account
@@ -92,19 +92,9 @@ def assign_thread(
 
     context = context if context is not None else load_account(session, account_id)
     threads = _lock_connected_threads(session, account_id, arrival, context)
-    if threads:
-        thread = _merge(session, account_id, threads)
-    else:
-        # Born with this message's subject and dates, so that recording the message changes nothing on it.
-        thread = Thread(
-            account_id=account_id,
-            subject=arrival.subject,
-            normalized_subject=normalize_subject(arrival.subject) or None,
-            first_message_at=arrival.sent_at,
-            last_message_at=arrival.sent_at,
-        )
-        session.add(thread)
-        session.flush()
+    if not threads:
+        return _new_thread(session, account_id, arrival)
+    thread = _merge(session, account_id, threads)
     _record(session, account_id, thread, arrival)
     return thread
 
@@ -155,15 +145,7 @@ def _lock_connected_threads(
 ) -> list[Thread]:
     """Every thread the message connects to, locked; re-read when a concurrent merge folded one away."""
     while True:
-        thread_ids = set(
-            session.scalars(
-                select(ThreadKey.thread_id).where(
-                    ThreadKey.account_id == account_id, ThreadKey.message_id_header.in_(arrival.keys)
-                )
-            ).all()
-        )
-        if arrival.subject_key is not None:
-            thread_ids |= _subject_threads(session, account_id, arrival, context)
+        thread_ids = _connected_thread_ids(session, account_id, arrival, context)
         if not thread_ids:
             return []
         threads = list(
@@ -180,12 +162,37 @@ def _lock_connected_threads(
             return threads
 
 
+def _connected_thread_ids(
+    session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
+) -> set[uuid.UUID]:
+    """The threads holding one of the message's ids, and (one round trip for both) the candidates by subject."""
+    by_key = select(
+        ThreadKey.thread_id,
+        literal(True).label("by_key"),
+        cast(null(), Text).label("from_address"),
+        cast(null(), JSONB).label("to"),
+        cast(null(), JSONB).label("cc"),
+    ).where(ThreadKey.account_id == account_id, ThreadKey.message_id_header.in_(arrival.keys))
+    if arrival.subject_key is None:
+        return set(session.scalars(by_key).all())
+    rows = session.execute(union_all(by_key, _subject_candidates(account_id, arrival))).all()
+    connected = {row.thread_id for row in rows if row.by_key}
+    return connected | _joined_by_subject([row for row in rows if not row.by_key], arrival, context)
+
+
 def _subject_threads(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
 ) -> set[uuid.UUID]:
     """Threads holding a message this one is joined to by subject, participant and time."""
+    return _joined_by_subject(session.execute(_subject_candidates(account_id, arrival)).all(), arrival, context)
+
+
+def _subject_candidates(account_id: uuid.UUID, arrival: _Arrival) -> Select[tuple[Any, ...]]:
+    """Messages with the same subject key, in the time window and (narrowed in SQL) with a shared participant."""
     sent = func.coalesce(Message.sent_at, Message.created_at)
-    query = select(Message.thread_id, Message.from_address, Message.to, Message.cc).where(
+    query = select(
+        Message.thread_id, literal(False).label("by_key"), Message.from_address, Message.to, Message.cc
+    ).where(
         Message.account_id == account_id,
         Message.subject_key == arrival.subject_key,
         sent >= arrival.at - SUBJECT_WINDOW,
@@ -204,10 +211,14 @@ def _subject_threads(
                 )
             )
         )
+    return query
+
+
+def _joined_by_subject(rows: Iterable[Row[Any]], arrival: _Arrival, context: AccountContext) -> set[uuid.UUID]:
     # The other message's external participants, worked out as the pipeline worked out this one's, so that the
     # test is symmetric and it does not matter which of the two arrives second.
     found: set[uuid.UUID] = set()
-    for row in session.execute(query):
+    for row in rows:
         if row.thread_id in found:
             continue
         theirs = {
@@ -226,21 +237,69 @@ def _addresses(from_address: str | None, to: Iterable[dict[str, Any]], cc: Itera
     return [address for address in addresses if address.strip()]
 
 
+# A new thread with the ids and participants of its first message, in one round trip.
+_NEW_THREAD = text(
+    "WITH thread AS (INSERT INTO threads (id, account_id, subject, normalized_subject, first_message_at,"
+    " last_message_at) VALUES (:thread_id, :account_id, :subject, :normalized_subject, :sent_at, :sent_at)"
+    " RETURNING id),"
+    " keys AS (INSERT INTO thread_keys (account_id, message_id_header, thread_id)"
+    " SELECT :account_id, key, thread.id FROM thread, unnest(CAST(:keys AS text[])) AS key ON CONFLICT DO NOTHING)"
+    " INSERT INTO thread_participants (account_id, thread_id, address)"
+    " SELECT :account_id, thread.id, address FROM thread, unnest(CAST(:participants AS text[])) AS address"
+    " ON CONFLICT DO NOTHING"
+)
+_ADD_TO_THREAD = text(
+    "WITH keys AS (INSERT INTO thread_keys (account_id, message_id_header, thread_id)"
+    " SELECT :account_id, key, :thread_id FROM unnest(CAST(:keys AS text[])) AS key ON CONFLICT DO NOTHING)"
+    " INSERT INTO thread_participants (account_id, thread_id, address)"
+    " SELECT :account_id, :thread_id, address FROM unnest(CAST(:participants AS text[])) AS address"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> Thread:
+    """A thread born with this message's ids, participants, subject and dates; the object joins the session as
+    already stored, so that the deal decision can change it without reading it back."""
+    thread = Thread(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        subject=arrival.subject,
+        normalized_subject=normalize_subject(arrival.subject) or None,
+        first_message_at=arrival.sent_at,
+        last_message_at=arrival.sent_at,
+        deal_id=None,
+        deal_rule=None,
+        deal_linked_by_message_id=None,
+        lead_id=None,
+    )
+    session.execute(
+        _NEW_THREAD,
+        {
+            "thread_id": thread.id,
+            "account_id": account_id,
+            "subject": thread.subject,
+            "normalized_subject": thread.normalized_subject,
+            "sent_at": arrival.sent_at,
+            "keys": list(arrival.keys),
+            "participants": sorted(arrival.participants),
+        },
+    )
+    make_transient_to_detached(thread)
+    session.add(thread)
+    return thread
+
+
 def _record(session: Session, account_id: uuid.UUID, thread: Thread, arrival: _Arrival) -> None:
     """Remember the message's ids and participants on its thread; keep the thread's subject and dates."""
     session.execute(
-        insert(ThreadKey)
-        .values([{"account_id": account_id, "message_id_header": key, "thread_id": thread.id} for key in arrival.keys])
-        .on_conflict_do_nothing()
+        _ADD_TO_THREAD,
+        {
+            "thread_id": thread.id,
+            "account_id": account_id,
+            "keys": list(arrival.keys),
+            "participants": sorted(arrival.participants),
+        },
     )
-    if arrival.participants:
-        session.execute(
-            insert(ThreadParticipant)
-            .values(
-                [{"account_id": account_id, "thread_id": thread.id, "address": p} for p in sorted(arrival.participants)]
-            )
-            .on_conflict_do_nothing()
-        )
     if _first_key(arrival.sent_at, arrival.subject) < _first_key(thread.first_message_at, thread.subject):
         thread.subject = arrival.subject
         thread.normalized_subject = normalize_subject(arrival.subject) or None
