@@ -52,7 +52,7 @@ class Row:
     def end_to_end_rate(self) -> float | None:
         """Messages per second from the first MAIL to the last message visible in the API, if all became visible."""
         visibility = self.visibility
-        if visibility is None or visibility.last_seen is None or visibility.invisible or visibility.missed_by_poller:
+        if visibility is None or visibility.last_seen is None or visibility.invisible:
             return None
         return self.push.accepted / max(visibility.last_seen - self.push.started, 1e-9)
 
@@ -408,13 +408,14 @@ def _visibility_note(visibility: VisibilityResult, poll_interval: float) -> str:
     rounds = sorted(visibility.poll_seconds)
     typical = rounds[len(rounds) // 2] if rounds else 0.0
     note = (
-        f"  250→API: {len(visibility.latencies)}/{visibility.expected} seen by the poller;"
+        f"  250→API: {len(visibility.latencies) - visibility.missed_by_poller}/{visibility.expected}"
+        " seen by the poller;"
         f" resolution ≈ {(poll_interval + typical) * 1000:.0f} ms (poll every {poll_interval * 1000:.0f} ms,"
         f" median round {typical * 1000:.0f} ms)"
     )
     if visibility.missed_by_poller:
-        # Either committed after the last poll or overtaken past the pages a poll reads: no latency for them.
-        note += f"; {visibility.missed_by_poller} found only by the final full scan"
+        # Committed after the last poll or overtaken past the pages a poll reads: their latency is an upper bound.
+        note += f"; {visibility.missed_by_poller} found only by the final full scan (counted as seen then)"
     if visibility.invisible:
         note += f"; {visibility.invisible} NOT VISIBLE after the timeout"
     return note

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
 from sqlalchemy import event, insert, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from bench.mail import MessageFactory, new_run_id
 from services.matcher.pipeline import Matcher
@@ -104,15 +105,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backlog(
-    sessions: Any, factory: MessageFactory, n: int, account_id: uuid.UUID, user_id: uuid.UUID, bcc: str
+    sessions: sessionmaker[Session],
+    factory: MessageFactory,
+    n: int,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    bcc: str,
 ) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(n)]
     rows = []
-    for number in range(n):
+    for number, inbound_id in enumerate(ids):
         wire = b"".join(factory.parts(number))
         raw = wire[: -len(b".\r\n")]
         rows.append(
             {
-                "id": uuid.uuid4(),
+                "id": inbound_id,
                 "account_id": account_id,
                 "user_id": user_id,
                 "envelope_from": "sam@bench.example",
@@ -125,7 +132,7 @@ def _backlog(
         )
     with transaction(sessions) as session:
         session.execute(insert(InboundMessage), rows)
-    return [row["id"] for row in rows]
+    return ids
 
 
 def _backend_cpu(connection: Any) -> float:
