@@ -25,6 +25,7 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.mail import MessageFactory, new_run_id
+from services.matcher.mail.budget import Analyser, InProcessAnalyser
 from services.matcher.pipeline import Matcher
 from shared import directory
 from shared.blobstore import LocalBlobStore
@@ -32,6 +33,7 @@ from shared.db import make_engine, make_session_factory, transaction
 from shared.logging import configure_logging
 from shared.migrate import upgrade
 from shared.models import InboundMessage, InboundStatus
+from shared.settings import Settings
 from tests.support.servers import LOCAL_POSTGRES, database_url, recreate_database
 
 DATABASE = "mailroom_bench_placement"
@@ -43,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the draining to this file")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="analyse in this process (the tests' way) instead of in budgeted child processes (the worker's way)",
+    )
     args = parser.parse_args(argv)
     # As the worker logs (a JSON line per message is part of its cost); run with 2>/dev/null to keep the table.
     configure_logging("worker", log_format="json")
@@ -67,10 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         statements[statement.split(None, 1)[0].upper()] += 1
 
     blob_dir = Path(f"/tmp/{DATABASE}-blobs")
-    matcher = Matcher(sessions=sessions, blobs=LocalBlobStore(blob_dir), batch_size=args.batch_size)
+    analyser = None if args.in_process else Analyser.from_settings(Settings())
+    matcher = Matcher(
+        sessions=sessions,
+        blobs=LocalBlobStore(blob_dir),
+        batch_size=args.batch_size,
+        analyse_all=analyser.analyse_all if analyser else InProcessAnalyser().analyse_all,
+    )
     with engine.connect() as probe:  # the backend the matcher will mostly use is not known; count them all
         backends_before = _backend_cpu(probe)
     me = psutil.Process()
+    if analyser is not None:
+        analyser.analyse_all([b"Subject: start the analysis process\r\n\r\n"])  # started before the clock runs
+    children_before = _children_cpu(me)
     cpu_before, started = me.cpu_times(), time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
@@ -81,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiler.disable()
         profiler.dump_stats(args.profile)
     elapsed, cpu_after = time.perf_counter() - started, me.cpu_times()
+    children = _children_cpu(me) - children_before
     with engine.connect() as probe:
         backends = _backend_cpu(probe) - backends_before
         placed = probe.execute(
@@ -88,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"a": account_id},
         ).scalar_one()
     engine.dispose()
+    if analyser is not None:
+        analyser.close()
 
     n = args.messages
     own = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
@@ -95,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"placed {placed}/{n} messages of {factory.wire_size()} B, batch size {args.batch_size}")
     print(f"{'messages/s (one thread)':32} {n / elapsed:10.1f}")
     print(f"{'matcher CPU ms/message':32} {1000 * own / n:10.2f}")
+    print(f"{'analysis processes CPU ms/msg':32} {1000 * children / n:10.2f}")
     print(f"{'Postgres CPU ms/message':32} {1000 * backends / n:10.2f}")
     print(f"{'SQL statements/message':32} {total / n:10.2f}")
     for verb, count_ in statements.most_common():
@@ -133,6 +153,17 @@ def _backlog(
     with transaction(sessions) as session:
         session.execute(insert(InboundMessage), rows)
     return ids
+
+
+def _children_cpu(process: psutil.Process) -> float:
+    total = 0.0
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _backend_cpu(connection: Any) -> float:
