@@ -21,13 +21,13 @@ order-dependent loop breaking do not apply.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, Uuid, cast, delete, func, literal, null, select, text, union_all, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Row, Uuid, delete, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from services.matcher.mail.subjects import normalize_subject, subject_key
@@ -162,20 +162,30 @@ def _lock_connected_threads(
             return threads
 
 
+# The threads holding one of a message's ids, and (in the same round trip) the messages it may be joined to by
+# subject: same subject key, sent within the window, with a shared participant (a thread's participants include
+# every message's, so that narrows the search without missing any). References are trusted over subjects: two
+# messages that both have them connect only through them. One fixed text, so Postgres plans it once per connection.
+_CONNECTED = text(
+    'SELECT thread_id, true AS by_key, CAST(NULL AS text) AS from_address, CAST(NULL AS jsonb) AS "to",'
+    " CAST(NULL AS jsonb) AS cc"
+    " FROM thread_keys WHERE account_id = :account_id AND message_id_header = ANY(CAST(:keys AS text[]))"
+    " UNION ALL"
+    ' SELECT thread_id, false, from_address, "to", cc FROM messages'
+    " WHERE CAST(:subject_key AS text) IS NOT NULL AND account_id = :account_id"
+    " AND subject_key = CAST(:subject_key AS text)"
+    " AND coalesce(sent_at, created_at) BETWEEN :earliest AND :latest"
+    ' AND (NOT :has_references OR cardinality("references") = 0)'
+    " AND (cardinality(CAST(:participants AS text[])) = 0 OR thread_id IN ("
+    "  SELECT thread_id FROM thread_participants"
+    "  WHERE account_id = :account_id AND address = ANY(CAST(:participants AS text[]))))"
+)
+
+
 def _connected_thread_ids(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
 ) -> set[uuid.UUID]:
-    """The threads holding one of the message's ids, and (one round trip for both) the candidates by subject."""
-    by_key = select(
-        ThreadKey.thread_id,
-        literal(True).label("by_key"),
-        cast(null(), Text).label("from_address"),
-        cast(null(), JSONB).label("to"),
-        cast(null(), JSONB).label("cc"),
-    ).where(ThreadKey.account_id == account_id, ThreadKey.message_id_header.in_(arrival.keys))
-    if arrival.subject_key is None:
-        return set(session.scalars(by_key).all())
-    rows = session.execute(union_all(by_key, _subject_candidates(account_id, arrival))).all()
+    rows = _connected_rows(session, account_id, arrival, keys=arrival.keys)
     connected = {row.thread_id for row in rows if row.by_key}
     return connected | _joined_by_subject([row for row in rows if not row.by_key], arrival, context)
 
@@ -184,34 +194,24 @@ def _subject_threads(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
 ) -> set[uuid.UUID]:
     """Threads holding a message this one is joined to by subject, participant and time."""
-    return _joined_by_subject(session.execute(_subject_candidates(account_id, arrival)).all(), arrival, context)
+    return _joined_by_subject(_connected_rows(session, account_id, arrival, keys=()), arrival, context)
 
 
-def _subject_candidates(account_id: uuid.UUID, arrival: _Arrival) -> Select[tuple[Any, ...]]:
-    """Messages with the same subject key, in the time window and (narrowed in SQL) with a shared participant."""
-    sent = func.coalesce(Message.sent_at, Message.created_at)
-    query = select(
-        Message.thread_id, literal(False).label("by_key"), Message.from_address, Message.to, Message.cc
-    ).where(
-        Message.account_id == account_id,
-        Message.subject_key == arrival.subject_key,
-        sent >= arrival.at - SUBJECT_WINDOW,
-        sent <= arrival.at + SUBJECT_WINDOW,
-    )
-    if arrival.has_references:
-        # References are trusted over subjects: two messages that both have them connect only through them.
-        query = query.where(func.cardinality(Message.references) == 0)
-    if arrival.participants:
-        # A thread's participants include every message's, so this narrows the search without missing any.
-        query = query.where(
-            Message.thread_id.in_(
-                select(ThreadParticipant.thread_id).where(
-                    ThreadParticipant.account_id == account_id,
-                    ThreadParticipant.address.in_(arrival.participants),
-                )
-            )
-        )
-    return query
+def _connected_rows(
+    session: Session, account_id: uuid.UUID, arrival: _Arrival, *, keys: tuple[str, ...]
+) -> Sequence[Row[Any]]:
+    return session.execute(
+        _CONNECTED,
+        {
+            "account_id": account_id,
+            "keys": list(keys),
+            "subject_key": arrival.subject_key,
+            "earliest": arrival.at - SUBJECT_WINDOW,
+            "latest": arrival.at + SUBJECT_WINDOW,
+            "has_references": arrival.has_references,
+            "participants": sorted(arrival.participants),
+        },
+    ).all()
 
 
 def _joined_by_subject(rows: Iterable[Row[Any]], arrival: _Arrival, context: AccountContext) -> set[uuid.UUID]:
