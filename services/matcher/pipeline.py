@@ -17,13 +17,15 @@ reprocessed once its cause is fixed.
 from __future__ import annotations
 
 import enum
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
@@ -82,7 +84,6 @@ log = structlog.get_logger(__name__)
 
 # Rows the matcher only ever inserts go in with Core statements (see `_store`).
 _MESSAGES = Message.metadata.tables["messages"]
-_MESSAGE_PERSONS = Message.metadata.tables["message_persons"]
 _ATTACHMENTS = Message.metadata.tables["attachments"]
 
 RULE_EXISTING_PERSON = "address-of-existing-person"
@@ -166,6 +167,25 @@ class BatchResult:
     errors: dict[uuid.UUID, BaseException] = field(default_factory=dict)  # the last error of each `retry`/`failed`
 
 
+class RecentlyPlaced:
+    """A bounded, thread-safe set of the last `capacity` ids added (the oldest are forgotten first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, inbound_id: uuid.UUID) -> None:
+        with self._lock:
+            self._ids[inbound_id] = None
+            if len(self._ids) > self._capacity:
+                self._ids.popitem(last=False)
+
+    def __contains__(self, inbound_id: object) -> bool:
+        with self._lock:
+            return inbound_id in self._ids
+
+
 def _no_enqueue(_inbound_id: uuid.UUID) -> None:
     """Without a broker (tests, evaluations) released messages wait for the recovery sweep."""
 
@@ -186,6 +206,9 @@ class Matcher:
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
+    # Messages this process placed: their queue messages (one per message, while a batch places sixteen) need no
+    # claim. Only `processed` is remembered, because nothing ever sets a processed message back to `received`.
+    placed: RecentlyPlaced = field(default_factory=lambda: RecentlyPlaced(100_000), compare=False)
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         """One message by itself: claim, place, commit. Raises when this attempt failed and another is due."""
@@ -194,6 +217,8 @@ class Matcher:
 
     def process_due(self, inbound_id: uuid.UUID) -> Outcome:
         """The actor's work: this message and up to `batch_size - 1` others that are due, in one transaction."""
+        if inbound_id in self.placed:
+            return Outcome.already_done
         result = self.run(inbound_id, limit=self.batch_size, explain_unclaimed=False)
         for other, outcome in result.outcomes.items():
             if other != inbound_id and outcome is Outcome.retry:
@@ -360,6 +385,8 @@ class Matcher:
         """After the commit: what became of each message, its metrics and log line, and the held mail it freed."""
         for finished in placed.finished:
             result.outcomes[finished.inbound_id] = finished.outcome
+            if finished.outcome in (Outcome.stored, Outcome.duplicate):
+                self.placed.add(finished.inbound_id)
             metrics.message_finished(finished.outcome, finished.received_at)
             log.info(finished.event, inbound_id=str(finished.inbound_id), **finished.log_fields)
         for inbound_id in placed.already_done:
@@ -595,7 +622,13 @@ class Matcher:
             auth_summary=inbound.auth_summary,
             auth_results=inbound.auth_results,
         )
-        session.execute(insert(_MESSAGES), _column_values(message))
+        people_to_create = creates and bool(people.missing)
+        if not people_to_create:
+            # The common case: everybody exists, so the message and its links to them go in one statement.
+            links = _people_links(roles, context, people.found, {}, _CREATING_RULES.get(classified.kind))
+            session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
+        else:
+            session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters({})})
         if parsed.attachments:
             session.execute(
                 insert(_ATTACHMENTS),
@@ -615,26 +648,14 @@ class Matcher:
             )
 
         created: dict[str, uuid.UUID] = {}
-        if creates:
+        if people_to_create:
+            # The persons' provenance points at the message, so they follow it, and the links follow them.
             created = create_missing(
                 session, context, people, rule=_CREATING_RULES[classified.kind], message_id=message.id
             )
-        links: dict[tuple[uuid.UUID, str], dict[str, object]] = {}
-        for role, address in roles:
-            canonical = context.canonical(address.address)
-            person_id = people.found.get(canonical)
-            if person_id is None or (person_id, role) in links:
-                continue
-            rule = _CREATING_RULES[classified.kind] if canonical in created else RULE_EXISTING_PERSON
-            links[person_id, role] = {
-                "account_id": account_id,
-                "message_id": message.id,
-                "person_id": person_id,
-                "role": role,
-                "rule": rule,
-            }
-        if links:
-            session.execute(insert(_MESSAGE_PERSONS), list(links.values()))
+            links = _people_links(roles, context, people.found, created, _CREATING_RULES[classified.kind])
+            if links:
+                session.execute(_LINK_PEOPLE, {"account_id": account_id, "id": message.id, **_links_parameters(links)})
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
         routed_lead_id = lead_from_subaddress(inbound.envelope_to)
@@ -650,9 +671,50 @@ class Matcher:
         return message, Outcome.stored
 
 
+# Every column of a stored message but `created_at` (the database's clock), then its links to the people on it.
+_STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key != "created_at"]
+_LINKED_PEOPLE = (
+    "SELECT :account_id, :id, person_id, role, rule FROM unnest(CAST(:person_ids AS uuid[]),"
+    " CAST(:roles AS text[]), CAST(:rules AS text[])) AS link(person_id, role, rule)"
+)
+_STORED_NAMES = ", ".join(f'"{column.key}"' for column in _STORED_COLUMNS)
+_STORED_VALUES = ", ".join(f":{column.key}" for column in _STORED_COLUMNS)
+_STORE_MESSAGE = text(
+    f"WITH message AS (INSERT INTO messages ({_STORED_NAMES}) VALUES ({_STORED_VALUES}))"
+    f" INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
+).bindparams(*(bindparam(column.key, type_=column.type) for column in _STORED_COLUMNS))
+_LINK_PEOPLE = text(f"INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}")
+
+
 def _column_values(row: Message) -> dict[str, object]:
-    """The values an ORM object was built with, by column name, for a Core insert."""
-    return {column.key: getattr(row, column.key) for column in _MESSAGES.columns if column.key in row.__dict__}
+    """The values an ORM object was built with, by column name, for `_STORE_MESSAGE`."""
+    return {column.key: getattr(row, column.key) for column in _STORED_COLUMNS}
+
+
+def _people_links(
+    roles: list[tuple[str, Address]],
+    context: AccountContext,
+    found: Mapping[str, uuid.UUID],
+    created: Mapping[str, uuid.UUID],
+    creating_rule: str | None,
+) -> dict[tuple[uuid.UUID, str], str]:
+    """(person, role) → the rule that links them: the creating rule for persons this message created."""
+    links: dict[tuple[uuid.UUID, str], str] = {}
+    for role, address in roles:
+        canonical = context.canonical(address.address)
+        person_id = found.get(canonical)
+        if person_id is None or (person_id, role) in links:
+            continue
+        links[person_id, role] = creating_rule if canonical in created and creating_rule else RULE_EXISTING_PERSON
+    return links
+
+
+def _links_parameters(links: dict[tuple[uuid.UUID, str], str]) -> dict[str, object]:
+    return {
+        "person_ids": [person_id for person_id, _ in links],
+        "roles": [role for _, role in links],
+        "rules": list(links.values()),
+    }
 
 
 def _check_people_cap(session: Session, context: AccountContext, mails: Sequence[ParsedMail]) -> None:
