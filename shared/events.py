@@ -27,7 +27,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.broker import webhook_deliver
-from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.models import (
+    CreatedFrom,
+    MessageKind,
+    ThreadDealRule,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookSubscription,
+)
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -56,7 +63,7 @@ class MessageStored(WebhookPayload):
     event: ClassVar[Event] = Event.message_stored
     message_id: uuid.UUID
     thread_id: uuid.UUID
-    kind: str
+    kind: MessageKind
     deal_id: uuid.UUID | None
 
 
@@ -64,7 +71,7 @@ class PersonCreated(WebhookPayload):
     event: ClassVar[Event] = Event.person_created
     person_id: uuid.UUID
     addresses: list[str]
-    created_from: str  # "email" (the matcher) or "api"
+    created_from: CreatedFrom
     created_by_rule: str | None = None  # why the matcher created it
     created_by_message_id: uuid.UUID | None = None
 
@@ -74,7 +81,7 @@ class ThreadLinked(WebhookPayload):
     thread_id: uuid.UUID
     deal_id: uuid.UUID | None
     previous_deal_id: uuid.UUID | None
-    deal_rule: str | None
+    deal_rule: ThreadDealRule | None
     linked_by_message_id: uuid.UUID | None = None  # a message linked it (sub-address, single open deal)
     user_id: uuid.UUID | None = None  # a user linked it (their choice)
 
@@ -151,7 +158,7 @@ def emit(session: Session, account_id: uuid.UUID, payload: WebhookPayload) -> No
                 event=event,
                 event_id=event_id,
                 payload=envelope,
-                status=WebhookDeliveryStatus.pending.value,
+                status=WebhookDeliveryStatus.pending,
                 attempts=0,
             )
         )

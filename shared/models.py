@@ -6,12 +6,14 @@ import enum
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
     DateTime,
+    Dialect,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
     func,
@@ -76,6 +79,39 @@ def account_fk() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
 
 
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def _values(vocabulary: type[enum.StrEnum]) -> list[str]:
+    return [member.value for member in vocabulary]
+
+
+def vocabulary(enum_class: type[enum.StrEnum], length: int) -> Enum:
+    """A column holding one of `enum_class`'s values, stored as the plain VARCHAR(length) the migrations made.
+
+    Rows read back as enum members; writing a value outside the enum fails before it reaches the database. No
+    native Postgres enum and no CHECK constraint: adding a value stays a code change, not a migration.
+    """
+    return Enum(enum_class, native_enum=False, length=length, values_callable=_values, validate_strings=True)
+
+
+class TextVocabulary(TypeDecorator[E]):
+    """Like `vocabulary()`, for a TEXT column (a VARCHAR-typed `Enum` would change the column's type)."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, enum_class: type[E]) -> None:
+        super().__init__()
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_class(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum_class(value)
+
+
 class Account(Id, Created, Base):
     __tablename__ = "accounts"
 
@@ -96,7 +132,7 @@ class ApiToken(Id, Created, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     # SHA-256 of the token: a leaked database does not leak working credentials.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[str] = mapped_column(String(16), default=TokenScope.admin.value)
+    scope: Mapped[TokenScope] = mapped_column(vocabulary(TokenScope, 16), default=TokenScope.admin)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     revoked_at: Mapped[datetime | None]
     # A label for people ("CI export", "Zapier"); the token itself is shown once and never stored.
@@ -177,7 +213,7 @@ class InboundMessage(Id, Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    status: Mapped[str] = mapped_column(String(16), default=InboundStatus.received.value)
+    status: Mapped[InboundStatus] = mapped_column(vocabulary(InboundStatus, 16), default=InboundStatus.received)
     # Counted when a worker claims the row, before any work: a message that kills its worker still counts.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The claim's lease: until then one worker owns the row; past it (the worker died) the row is due again.
@@ -195,6 +231,21 @@ class InboundMessage(Id, Base):
     auth_results: Mapped[dict[str, Any] | None]
 
 
+class ThreadDealRule(enum.StrEnum):
+    """Why a thread has its deal, or has none although it could."""
+
+    single_open_deal = "single-open-deal"  # its people have exactly one open deal
+    sub_address = "sub-address"  # the mail went to the deal's (or its lead's) `+deal-<id>` address
+    user_choice = "user-choice"  # a user picked the deal; the matcher never overrides it
+    user_declined = "user-declined"  # a user said "none of these"; the matcher never links it again
+    lead_converted = "lead-converted"  # the lead whose mail it is became this deal
+
+
+class ThreadVisibility(enum.StrEnum):
+    shared = "shared"  # everyone in the account
+    private = "private"  # only tokens of the users whose mail is in it, and account-wide tokens
+
+
 class Thread(Id, Created, Base):
     __tablename__ = "threads"
 
@@ -203,16 +254,15 @@ class Thread(Id, Created, Base):
     # The subject without Re:/Fwd:/AW:/[EXT]… prefixes: the key of the fallback for mail without references.
     normalized_subject: Mapped[str | None] = mapped_column(Text)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL", use_alter=True))
-    # Why the thread has its deal (or none): "single-open-deal", "sub-address", "user-choice", "user-declined".
-    deal_rule: Mapped[str | None] = mapped_column(Text)
+    deal_rule: Mapped[ThreadDealRule | None] = mapped_column(TextVocabulary(ThreadDealRule))
     deal_linked_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
     first_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
-    # "shared" (everyone in the account) or "private" (only tokens of the users whose mail is in it, and
-    # account-wide tokens).
-    visibility: Mapped[str] = mapped_column(String(16), server_default="shared")
+    visibility: Mapped[ThreadVisibility] = mapped_column(
+        vocabulary(ThreadVisibility, 16), server_default=ThreadVisibility.shared.value
+    )
     # Mail about a lead (sent to its `+lead-<id>` sub-address); stays when the lead is converted, for its history.
     lead_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("leads.id", ondelete="SET NULL", use_alter=True), index=True
@@ -281,14 +331,14 @@ class Message(Id, Created, Base):
     to: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
     cc: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
     sent_at: Mapped[datetime | None]
-    direction: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[Direction] = mapped_column(vocabulary(Direction, 16))
     text_body: Mapped[str | None] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     # What the parser could not read cleanly (broken boundaries, unknown charsets, ...), for people to see.
     defects: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     # The reply's own words, without quoted history and signature: the timeline preview.
     new_text: Mapped[str | None] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(16), server_default="sent")
+    kind: Mapped[MessageKind] = mapped_column(vocabulary(MessageKind, 16), server_default=MessageKind.sent.value)
     # Why the matcher classified it so, in words a user can read ("Auto-Submitted: auto-replied", …).
     kind_reason: Mapped[str | None] = mapped_column(Text)
     # For a forwarded reply: who forwarded it, when, and how sure the forward parser was.
@@ -314,13 +364,21 @@ class Attachment(Id, Created, Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+class CreatedFrom(enum.StrEnum):
+    """Where a person or organization came from."""
+
+    api = "api"  # a user or integration made it
+    email = "email"  # the matcher made it from mail; `created_by_rule` and `created_by_message_id` say how
+    lead = "lead"  # converting a lead made it
+
+
 class Organization(Id, Created, Provenance, Base):
     __tablename__ = "organizations"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
-    created_from: Mapped[str] = mapped_column(String(16), default="api")
+    created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
     created_by_rule: Mapped[str | None] = mapped_column(Text)
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
@@ -355,8 +413,8 @@ class Person(Id, Created, Provenance, Base):
     phone: Mapped[str | None] = mapped_column(Text)
     # A deleted person stays as a tombstone: its history is kept and the matcher never re-creates it.
     deleted_at: Mapped[datetime | None]
-    # Provenance: "api" or "email"; for e-mail, the rule and the message that made it, so it can be undone.
-    created_from: Mapped[str] = mapped_column(String(16), default="api")
+    # For e-mail, the rule and the message that made it, so it can be undone.
+    created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
     created_by_rule: Mapped[str | None] = mapped_column(Text)
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
@@ -407,7 +465,7 @@ class Deal(Id, Created, Provenance, Base):
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
-    status: Mapped[str] = mapped_column(String(8), default=DealStatus.open.value)
+    status: Mapped[DealStatus] = mapped_column(vocabulary(DealStatus, 8), default=DealStatus.open)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     pipeline_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"), index=True)
@@ -426,9 +484,19 @@ class Deal(Id, Created, Provenance, Base):
     recurrence_anchor: Mapped[date | None]
     recurrence_index: Mapped[int | None] = mapped_column(Integer)
     owner_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
-    visibility: Mapped[str] = mapped_column(String(16), server_default=DealVisibility.shared.value)
+    visibility: Mapped[DealVisibility] = mapped_column(
+        vocabulary(DealVisibility, 16), server_default=DealVisibility.shared.value
+    )
     # A deleted deal stays as a tombstone with its events, activities, notes and mail links: its history is kept.
     deleted_at: Mapped[datetime | None]
+
+
+class MessagePersonRole(enum.StrEnum):
+    """The header a person of a message was found in."""
+
+    from_ = "from"
+    to = "to"
+    cc = "cc"
 
 
 class MessagePerson(Base):
@@ -441,8 +509,14 @@ class MessagePerson(Base):
     person_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    role: Mapped[str] = mapped_column(String(8), primary_key=True)
+    role: Mapped[MessagePersonRole] = mapped_column(vocabulary(MessagePersonRole, 8), primary_key=True)
     rule: Mapped[str | None] = mapped_column(Text)
+
+
+class DisambiguationStatus(enum.StrEnum):
+    pending = "pending"  # waiting for the user's answer
+    resolved = "resolved"  # answered: `resolved_deal_id` is the chosen deal, or None for "none of these"
+    superseded = "superseded"  # mail linked the thread to a deal itself (sub-address, a single open deal left)
 
 
 class Disambiguation(Id, Created, Base):
@@ -456,7 +530,9 @@ class Disambiguation(Id, Created, Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     # [{"deal_id": …, "reasons": ["open deal of person …"]}, …]
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DisambiguationStatus] = mapped_column(
+        vocabulary(DisambiguationStatus, 16), default=DisambiguationStatus.pending
+    )
     resolved_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     resolved_at: Mapped[datetime | None]
 
@@ -568,7 +644,7 @@ class Lead(Id, Created, Provenance, Base):
     name: Mapped[str] = mapped_column(Text)
     company: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default=LeadStatus.new.value)
+    status: Mapped[LeadStatus] = mapped_column(vocabulary(LeadStatus, 16), default=LeadStatus.new)
     email: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
@@ -617,7 +693,7 @@ class OrganizationRelation(Id, Created, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     related_organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[OrganizationRelationKind] = mapped_column(vocabulary(OrganizationRelationKind, 16))
     created_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
@@ -655,7 +731,9 @@ class WebhookDelivery(Id, Created, Base):
     # The same for every subscription that receives this event: receivers deduplicate on it.
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     payload: Mapped[dict[str, Any]] = mapped_column()
-    status: Mapped[str] = mapped_column(String(16), default=WebhookDeliveryStatus.pending.value)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        vocabulary(WebhookDeliveryStatus, 16), default=WebhookDeliveryStatus.pending
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
     delivered_at: Mapped[datetime | None]
@@ -672,6 +750,14 @@ class CustomFieldType(enum.StrEnum):
     option = "option"  # one of `options`
 
 
+class CustomFieldEntity(enum.StrEnum):
+    """The records an account can add custom fields to."""
+
+    deal = "deal"
+    person = "person"
+    organization = "organization"
+
+
 class CustomFieldDefinition(Id, Created, Base):
     """A field an account adds to its deals, persons or organizations; values live in their `custom_fields`."""
 
@@ -679,11 +765,11 @@ class CustomFieldDefinition(Id, Created, Base):
     __table_args__ = (UniqueConstraint("account_id", "entity", "key"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
-    entity: Mapped[str] = mapped_column(String(16))  # "deal", "person", "organization"
+    entity: Mapped[CustomFieldEntity] = mapped_column(vocabulary(CustomFieldEntity, 16))
     # Stable and URL-safe: the JSON key of the value, the `custom.<key>` filter and the CSV column `custom.<key>`.
     key: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(String(16))
+    type: Mapped[CustomFieldType] = mapped_column(vocabulary(CustomFieldType, 16))
     options: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
 
 
@@ -723,7 +809,7 @@ class Draft(Id, Created, Base):
     references: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     # Fixed when the draft is made, so every attempt sends the same message and its copy deduplicates.
     message_id_header: Mapped[str] = mapped_column(Text, unique=True)
-    status: Mapped[str] = mapped_column(String(24), default=DraftStatus.draft.value)
+    status: Mapped[DraftStatus] = mapped_column(vocabulary(DraftStatus, 24), default=DraftStatus.draft)
     submitted_at: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     decided_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -70,12 +70,14 @@ from shared.events import (
 from shared.locks import lock_all, lock_names
 from shared.models import (
     Attachment,
+    CreatedFrom,
     Direction,
     InboundMessage,
     InboundStatus,
     Message,
     MessageKind,
     MessagePerson,
+    MessagePersonRole,
     PersonEmail,
     ThreadKey,
     User,
@@ -304,7 +306,7 @@ class Matcher:
                 select(InboundMessage)
                 .where(
                     InboundMessage.id.in_([claim.inbound_id for claim in claimed]),
-                    InboundMessage.status == InboundStatus.received.value,
+                    InboundMessage.status == InboundStatus.received,
                 )
                 .order_by(InboundMessage.received_at, InboundMessage.id)
                 .with_for_update()
@@ -363,7 +365,7 @@ class Matcher:
                 message, outcome = self._place(session, context, user, inbound, analysis, released, authentication)
         except Hold as hold:
             released.clear()
-            inbound.status = InboundStatus.held.value
+            inbound.status = InboundStatus.held
             inbound.hold_reason = str(hold)
             inbound.held_references = hold.waiting_for
             inbound.claimed_until = None
@@ -379,7 +381,7 @@ class Matcher:
         except Exception:
             released.clear()
             raise
-        inbound.status = InboundStatus.processed.value
+        inbound.status = InboundStatus.processed
         inbound.message_id = message.id
         inbound.hold_reason = None
         inbound.processed_at = datetime.now(UTC)
@@ -563,12 +565,12 @@ class Matcher:
             to=[a.as_json() for a in parsed.to],
             cc=[a.as_json() for a in parsed.cc],
             sent_at=parsed.sent_at,
-            direction=(Direction.outbound if outbound else Direction.inbound).value,
+            direction=Direction.outbound if outbound else Direction.inbound,
             text_body=parsed.text_body,
             html_body=parsed.html_body,
             new_text=analysed.new_text,
             defects=list(parsed.defects),
-            kind=classified.kind.value,
+            kind=classified.kind,
             kind_reason=classified.reason,
             forwarded_by_user_id=provenance.forwarded_by if provenance else None,
             forwarded_at=provenance.forwarded_at if provenance else None,
@@ -597,7 +599,7 @@ class Matcher:
             created = create_missing(
                 session, context, people, rule=_CREATING_RULES[classified.kind], message_id=message.id
             )
-        linked: set[tuple[uuid.UUID, str]] = set()
+        linked: set[tuple[uuid.UUID, MessagePersonRole]] = set()
         for role, address in roles:
             canonical = context.canonical(address.address)
             person_id = people.found.get(canonical)
@@ -719,7 +721,7 @@ def _announce(
             PersonCreated(
                 person_id=person_id,
                 addresses=[address],
-                created_from="email",
+                created_from=CreatedFrom.email,
                 created_by_rule=rule,
                 created_by_message_id=message.id,
             ),
@@ -749,12 +751,12 @@ def _announce(
         )
 
 
-def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[str, Address]]:
-    roles: list[tuple[str, Address]] = []
+def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[MessagePersonRole, Address]]:
+    roles: list[tuple[MessagePersonRole, Address]] = []
     if parsed.sender is not None:
-        roles.append(("from", parsed.sender))
-    roles.extend(("to", address) for address in parsed.to)
-    roles.extend(("cc", address) for address in parsed.cc)
+        roles.append((MessagePersonRole.from_, parsed.sender))
+    roles.extend((MessagePersonRole.to, address) for address in parsed.to)
+    roles.extend((MessagePersonRole.cc, address) for address in parsed.cc)
     return [(role, a) for role, a in roles if not context.is_internal(a.address)]
 
 
@@ -827,11 +829,11 @@ def _release_waiting(
         .where(
             InboundMessage.account_id == context.account_id,
             InboundMessage.user_id == user_id,
-            InboundMessage.status == InboundStatus.held.value,
+            InboundMessage.status == InboundStatus.held,
             InboundMessage.held_references.overlap(keys),
         )
         .values(
-            status=InboundStatus.received.value,
+            status=InboundStatus.received,
             hold_reason=None,
             held_references=None,
             attempts=0,

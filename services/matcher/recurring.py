@@ -62,7 +62,7 @@ def next_period(deal: Deal) -> Period | None:
 def _candidates() -> Any:
     successor = aliased(Deal)
     return select(Deal).where(
-        Deal.status == DealStatus.won.value,
+        Deal.status == DealStatus.won,
         Deal.recurrence.is_not(None),
         Deal.deleted_at.is_(None),
         ~exists().where(successor.account_id == Deal.account_id, successor.recurs_from_deal_id == Deal.id),
@@ -146,7 +146,7 @@ def _successor(session: Session, deal: Deal, period: Period) -> Deal:
         title=deal.title,
         person_id=deal.person_id,
         organization_id=deal.organization_id,
-        status=DealStatus.open.value,
+        status=DealStatus.open,
         value=deal.value,
         currency=deal.currency,
         pipeline_id=deal.pipeline_id,

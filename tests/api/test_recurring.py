@@ -107,7 +107,7 @@ def test_racing_workers_open_one_successor(recurrences: Recurrences, quiet_sessi
             account_id=tenant.account_id,
             title="Initech support",
             organization_id=organization.id,
-            status=DealStatus.won.value,
+            status=DealStatus.won,
             won_at=datetime(2026, 5, 15, tzinfo=UTC),
             value=Decimal("100.00"),
             currency="USD",
@@ -139,7 +139,7 @@ def test_racing_workers_open_one_successor(recurrences: Recurrences, quiet_sessi
     # The day before the period begins, nothing is due.
     with transaction(quiet_sessions) as session:
         later = session.get_one(Deal, successor.id)
-        later.status = DealStatus.won.value
+        later.status = DealStatus.won
         later.won_at = datetime(2026, 8, 20, tzinfo=UTC)
     assert recurrences.recur(successor.id, today=date(2026, 11, 14)) == "not-due"
     assert recurrences.recur(successor.id, today=date(2026, 11, 15)) == "created"

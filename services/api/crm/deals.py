@@ -21,6 +21,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
 from services.api.provenance import caller_actor, stamp_created, stamp_updated
 from shared.models import (
+    CustomFieldEntity,
     Deal,
     DealEvent,
     DealStatus,
@@ -44,7 +45,7 @@ class DealFilters:
     pipeline_id: uuid.UUID | None = None
     stage_id: uuid.UUID | None = None
     owner_user_id: uuid.UUID | None = None
-    status: str | None = None
+    status: DealStatus | None = None
     include_deleted: bool = False
     custom: Sequence[ColumnElement[bool]] = ()
 
@@ -182,7 +183,7 @@ def _apply(session: Session, caller: Caller, deal: Deal, body: DealIn | DealPatc
     for field in ("value", "currency", "expected_close_date", "recurrence"):
         if field in given:
             setattr(deal, field, getattr(body, field))
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.deal, deal, body.custom_fields)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.deal, deal, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, deal, body.external_id)
 

@@ -6,8 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress, Schema
-
-Visibility = Literal["shared", "private"]
+from shared.models import Direction, MessageKind, MessagePersonRole, ThreadDealRule, ThreadVisibility
 
 
 class AttachmentOut(BaseModel):
@@ -30,7 +29,7 @@ class FileOut(AttachmentOut):
 
 
 class Participant(BaseModel):
-    role: Literal["from", "to", "cc"]
+    role: MessagePersonRole
     name: str | None
     address: str
     person_id: str | None = Field(description="The CRM person with this address, if any.")
@@ -77,8 +76,8 @@ class MessageOut(BaseModel):
     participants: list[Participant]
     sent_at: datetime | None
     received_at: datetime
-    direction: Literal["inbound", "outbound"]
-    kind: str = Field(description="sent, forwarded, contact, auto_reply, bounce or bulk.")
+    direction: Direction
+    kind: MessageKind = Field(description="sent, forwarded, contact, auto_reply, bounce or bulk.")
     kind_reason: str | None = Field(description="Why the matcher classified it so.")
     forwarded: Forwarded | None
     authentication: SenderAuthenticationOut | None = Field(
@@ -100,11 +99,8 @@ class ThreadSummary(BaseModel):
     id: str
     subject: str | None
     deal_id: str | None
-    deal_rule: str | None = Field(
-        description="Why the thread has its deal (or explicitly none): single-open-deal, sub-address, user-choice, "
-        "user-declined."
-    )
-    visibility: Visibility
+    deal_rule: ThreadDealRule | None = Field(description="Why the thread has its deal (or explicitly none).")
+    visibility: ThreadVisibility
     message_count: int
     person_ids: list[str]
     first_message_at: datetime | None
@@ -120,4 +116,4 @@ class ThreadPatch(Schema):
     deal_id: str | None = Field(
         default=None, description="Link the whole thread to this deal; null to say it belongs to none."
     )
-    visibility: Visibility | None = None
+    visibility: ThreadVisibility | None = None

@@ -37,7 +37,7 @@ CENT = Decimal("0.01")
 def _open_deals(caller: Caller, pipeline_id: uuid.UUID | None, owner_id: uuid.UUID | None) -> list[Any]:
     conditions = [
         Deal.account_id == caller.account_id,
-        Deal.status == DealStatus.open.value,
+        Deal.status == DealStatus.open,
         Deal.deleted_at.is_(None),
         deal_visible(caller),
     ]
@@ -174,7 +174,7 @@ def deal_dynamics(
     open_counts = dict(
         session.execute(
             select(Deal.stage_id, func.count())
-            .where(*live, Deal.status == DealStatus.open.value, Deal.stage_id.in_(list(stages)))
+            .where(*live, Deal.status == DealStatus.open, Deal.stage_id.in_(list(stages)))
             .group_by(Deal.stage_id)
         )
         .tuples()
@@ -276,8 +276,8 @@ def _outcomes(
                 *live,
                 Deal.pipeline_id.in_(list(pipelines)),
                 (
-                    (Deal.status == DealStatus.won.value) & (Deal.won_at >= since) & (Deal.won_at < until)
-                    | (Deal.status == DealStatus.lost.value) & (Deal.lost_at >= since) & (Deal.lost_at < until)
+                    (Deal.status == DealStatus.won) & (Deal.won_at >= since) & (Deal.won_at < until)
+                    | (Deal.status == DealStatus.lost) & (Deal.lost_at >= since) & (Deal.lost_at < until)
                 ),
             )
             .group_by(Deal.pipeline_id, Deal.status)
@@ -287,8 +287,8 @@ def _outcomes(
         Outcome(
             pipeline_id=str(pipeline_id),
             pipeline=name,
-            won=counted.get((pipeline_id, DealStatus.won.value), 0),
-            lost=counted.get((pipeline_id, DealStatus.lost.value), 0),
+            won=counted.get((pipeline_id, DealStatus.won), 0),
+            lost=counted.get((pipeline_id, DealStatus.lost), 0),
         )
         for pipeline_id, name in sorted(pipelines.items(), key=lambda item: (item[1], str(item[0])))
     ]

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
+from shared.models import WebhookDeliveryStatus
 
 EventName = Literal["message.stored", "thread.linked", "person.created", "disambiguation.created", "message.held"]
 
@@ -52,7 +53,7 @@ class DeliveryOut(BaseModel):
     webhook_id: str
     event: EventName
     event_id: str = Field(description="The same for every subscription receiving this event; deduplicate on it.")
-    status: Literal["pending", "succeeded", "failed"]
+    status: WebhookDeliveryStatus
     attempts: int
     next_attempt_at: datetime | None = Field(description="For pending deliveries.")
     delivered_at: datetime | None

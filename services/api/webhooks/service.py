@@ -104,7 +104,12 @@ def delete_webhook(session: Session, caller: Caller, webhook_id: uuid.UUID) -> N
 
 
 def list_deliveries(
-    session: Session, caller: Caller, webhook_id: uuid.UUID, status: str | None, cursor: str | None, limit: int
+    session: Session,
+    caller: Caller,
+    webhook_id: uuid.UUID,
+    status: WebhookDeliveryStatus | None,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[WebhookDelivery], str | None]:
     webhook = get_webhook(session, caller, webhook_id)
     query = select(WebhookDelivery).where(
@@ -139,7 +144,7 @@ def redeliver(session: Session, caller: Caller, webhook_id: uuid.UUID, delivery_
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery.id)
-        .values(status=WebhookDeliveryStatus.pending.value, attempts=0, delivered_at=None, next_attempt_at=func.now())
+        .values(status=WebhookDeliveryStatus.pending, attempts=0, delivered_at=None, next_attempt_at=func.now())
     )
     session.refresh(delivery)
     enqueue_after_commit(session, webhook_deliver(delivery.id))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from services.matcher.placement.account import AccountContext, domain_of, free_mail_domains
 from shared.locks import lock_names
-from shared.models import Organization, OrganizationDomain, Person
+from shared.models import CreatedFrom, Organization, OrganizationDomain, Person
 
 RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
 RULE_WORK_DOMAIN = "work-domain-of-participant"
@@ -48,7 +48,7 @@ def link_organizations(
             organization = Organization(
                 account_id=context.account_id,
                 name=organization_name(domain),
-                created_from="email",
+                created_from=CreatedFrom.email,
                 created_by_rule=RULE_WORK_DOMAIN,
                 created_by_message_id=message_id,
             )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from services.matcher.mail.parsing import Address
 from services.matcher.placement.account import AccountContext, domain_of
 from shared.locks import lock_names
-from shared.models import Person, PersonEmail
+from shared.models import CreatedFrom, Person, PersonEmail
 
 RULE_RECIPIENT_OF_SENT_MAIL = "recipient-of-sent-mail"
 RULE_PARTICIPANT_OF_FORWARDED_MAIL = "participant-of-forwarded-mail"
@@ -104,7 +104,7 @@ def create_missing(
         person = Person(
             account_id=context.account_id,
             name=display_name(address),
-            created_from="email",
+            created_from=CreatedFrom.email,
             created_by_rule=rule,
             created_by_message_id=message_id,
         )
