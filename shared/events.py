@@ -30,6 +30,7 @@ from shared.broker import webhook_deliver
 from shared.models import (
     CreatedFrom,
     MessageKind,
+    PersonRule,
     ThreadDealRule,
     WebhookDelivery,
     WebhookDeliveryStatus,
@@ -72,7 +73,7 @@ class PersonCreated(WebhookPayload):
     person_id: uuid.UUID
     addresses: list[str]
     created_from: CreatedFrom
-    created_by_rule: str | None = None  # why the matcher created it
+    created_by_rule: PersonRule | None = None  # why the matcher created it
     created_by_message_id: uuid.UUID | None = None
 
 

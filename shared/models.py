@@ -178,6 +178,14 @@ class InboundStatus(enum.StrEnum):
     discarded = "discarded"
 
 
+class AuthSummary(enum.StrEnum):
+    """Sender authentication of a mail, in one word (services.matcher.authentication has the details)."""
+
+    passed = "pass"  # SPF or DKIM passed for a domain aligned with From
+    failed = "fail"  # a check failed (a broken signature, an SPF fail or softfail, a DMARC fail)
+    none = "none"  # nothing to check: no signature, no SPF record, no DMARC record
+
+
 class InboundMessage(Id, Base):
     """The raw message exactly as the gateway accepted it: the durable record behind every `250`."""
 
@@ -226,8 +234,8 @@ class InboundMessage(Id, Base):
     processed_at: Mapped[datetime | None]
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
     # Sender authentication as checked on first processing (see services.matcher.authentication), kept so that a
-    # retry or a reprocess decides on the same facts: "pass", "fail" or "none", and the details.
-    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    # retry or a reprocess decides on the same facts.
+    auth_summary: Mapped[AuthSummary | None] = mapped_column(vocabulary(AuthSummary, 16))
     auth_results: Mapped[dict[str, Any] | None]
 
 
@@ -346,7 +354,7 @@ class Message(Id, Created, Base):
     forwarded_at: Mapped[datetime | None]
     forward_confidence: Mapped[float | None] = mapped_column(Float)
     # Sender authentication of the mail that brought this message (copied from its inbound row).
-    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    auth_summary: Mapped[AuthSummary | None] = mapped_column(vocabulary(AuthSummary, 16))
     auth_results: Mapped[dict[str, Any] | None]
 
 
@@ -372,6 +380,15 @@ class CreatedFrom(enum.StrEnum):
     lead = "lead"  # converting a lead made it
 
 
+class OrganizationRule(enum.StrEnum):
+    """Why a person has their organization (`organization_rule`), or why the matcher made one (`created_by_rule`)."""
+
+    owns_email_domain = "owns-email-domain"  # the organization owns the domain of the person's address
+    work_domain_of_participant = "work-domain-of-participant"  # made for a work domain met in mail
+    user = "user"  # a user set it
+    lead_converted = "lead-converted"  # converting a lead set it
+
+
 class Organization(Id, Created, Provenance, Base):
     __tablename__ = "organizations"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
@@ -379,7 +396,7 @@ class Organization(Id, Created, Provenance, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
     created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
-    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    created_by_rule: Mapped[OrganizationRule | None] = mapped_column(TextVocabulary(OrganizationRule))
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
@@ -400,6 +417,16 @@ class OrganizationDomain(Id, Base):
     domain: Mapped[str] = mapped_column(Text)
 
 
+class PersonRule(enum.StrEnum):
+    """Why the matcher made a person (`created_by_rule`), or linked one to a message (message_persons.rule)."""
+
+    recipient_of_sent_mail = "recipient-of-sent-mail"
+    participant_of_forwarded_mail = "participant-of-forwarded-mail"
+    participant_of_contact_mail = "participant-of-contact-mail"
+    address_of_existing_person = "address-of-existing-person"  # a link only: the person already existed
+    lead_converted = "lead-converted"  # a link only: converting the lead linked its mail to its person
+
+
 class Person(Id, Created, Provenance, Base):
     __tablename__ = "persons"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
@@ -409,13 +436,13 @@ class Person(Id, Created, Provenance, Base):
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
-    organization_rule: Mapped[str | None] = mapped_column(Text)
+    organization_rule: Mapped[OrganizationRule | None] = mapped_column(TextVocabulary(OrganizationRule))
     phone: Mapped[str | None] = mapped_column(Text)
     # A deleted person stays as a tombstone: its history is kept and the matcher never re-creates it.
     deleted_at: Mapped[datetime | None]
     # For e-mail, the rule and the message that made it, so it can be undone.
     created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
-    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    created_by_rule: Mapped[PersonRule | None] = mapped_column(TextVocabulary(PersonRule))
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
@@ -451,6 +478,12 @@ class DealVisibility(enum.StrEnum):
     private = "private"  # only its owner (and account-wide tokens)
 
 
+class DealRecurrence(enum.StrEnum):
+    monthly = "monthly"
+    quarterly = "quarterly"
+    yearly = "yearly"
+
+
 class Deal(Id, Created, Provenance, Base):
     __tablename__ = "deals"
     __table_args__ = (
@@ -479,7 +512,7 @@ class Deal(Id, Created, Provenance, Base):
     external_id: Mapped[str | None] = mapped_column(Text)
     # Recurring revenue: a won deal with a recurrence gets one successor, opened when its period comes due. The
     # series keeps the first deal's won date as its anchor so month ends do not drift (31 Jan, 28 Feb, 31 Mar…).
-    recurrence: Mapped[str | None] = mapped_column(String(16))
+    recurrence: Mapped[DealRecurrence | None] = mapped_column(vocabulary(DealRecurrence, 16))
     recurs_from_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     recurrence_anchor: Mapped[date | None]
     recurrence_index: Mapped[int | None] = mapped_column(Integer)
@@ -510,7 +543,7 @@ class MessagePerson(Base):
         ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[MessagePersonRole] = mapped_column(vocabulary(MessagePersonRole, 8), primary_key=True)
-    rule: Mapped[str | None] = mapped_column(Text)
+    rule: Mapped[PersonRule | None] = mapped_column(TextVocabulary(PersonRule))
 
 
 class DisambiguationStatus(enum.StrEnum):
@@ -607,6 +640,14 @@ class Activity(Id, Created, Provenance, Base):
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
+class DealEventType(enum.StrEnum):
+    created = "created"  # `data`: the deal's fields at creation
+    updated = "updated"  # `data`: {"field": {"from": …, "to": …}} for what changed besides status and stage
+    status_changed = "status_changed"
+    stage_changed = "stage_changed"  # a move between stages or pipelines
+    deleted = "deleted"
+
+
 class DealEvent(Id, Created, Base):
     """Something that happened to a deal (created, stage or status changed…), for its timelines."""
 
@@ -614,7 +655,7 @@ class DealEvent(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
-    type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[DealEventType] = mapped_column(vocabulary(DealEventType, 32))
     # What changed, as {"field": {"from": …, "to": …}}, or the deal's fields at creation.
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

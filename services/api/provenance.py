@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.deps import Caller
-from shared.models import CreatedFrom, User
+from shared.models import CreatedFrom, OrganizationRule, PersonRule, User
 
 _ACTOR_CACHE = "mailroom.actor"
 MATCHER_NAME = "Mailroom matcher"
@@ -76,7 +76,10 @@ def actor_out(stored: dict[str, Any] | None) -> Actor | None:
 
 
 def created_by_of(
-    stored: dict[str, Any] | None, created_from: CreatedFrom, rule: str | None, message_id: uuid.UUID | None
+    stored: dict[str, Any] | None,
+    created_from: CreatedFrom,
+    rule: PersonRule | OrganizationRule | None,
+    message_id: uuid.UUID | None,
 ) -> Actor | None:
     """Persons and organizations the matcher made carry their rule and message in their own columns; they are the
     matcher's provenance, shown in the common shape."""

@@ -210,7 +210,7 @@ class DraftSender:
             status=InboundStatus.received,
             attempts=0,
             auth_results=vouched.as_json(),
-            auth_summary=vouched.summary.value,
+            auth_summary=vouched.summary,
         )
         session.add(inbound)
         session.flush()

@@ -79,13 +79,14 @@ from shared.models import (
     MessagePerson,
     MessagePersonRole,
     PersonEmail,
+    PersonRule,
     ThreadKey,
     User,
 )
 
 log = structlog.get_logger(__name__)
 
-RULE_EXISTING_PERSON = "address-of-existing-person"
+RULE_EXISTING_PERSON = PersonRule.address_of_existing_person
 _CREATING_RULES = {
     MessageKind.sent: RULE_RECIPIENT_OF_SENT_MAIL,
     MessageKind.forwarded: RULE_PARTICIPANT_OF_FORWARDED_MAIL,
@@ -408,7 +409,7 @@ class Matcher:
             config=self.sender_auth,
         )
         inbound.auth_results = checked.as_json()
-        inbound.auth_summary = checked.summary.value
+        inbound.auth_summary = checked.summary
         log.info("matcher.sender_authentication", summary=checked.summary.value, source=checked.source)
         return checked
 
@@ -710,7 +711,7 @@ def _announce(
     account_id: uuid.UUID,
     message: Message,
     created: dict[str, uuid.UUID],
-    rule: str | None,
+    rule: PersonRule | None,
     decision: DealDecision,
 ) -> None:
     """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""

@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.broker import ActorName, Queue, deal_recur
 from shared.db import transaction
-from shared.models import Deal, DealEvent, DealStatus, Stage
+from shared.models import Deal, DealEvent, DealEventType, DealRecurrence, DealStatus, Stage
 
 log = structlog.get_logger(__name__)
 
-MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+MONTHS = {DealRecurrence.monthly: 1, DealRecurrence.quarterly: 3, DealRecurrence.yearly: 12}
 RECURRENCE_ACTOR = {"kind": "matcher", "name": "Mailroom recurring deals", "rule": "recurrence"}
 
 
@@ -116,7 +116,7 @@ class Recurrences:
                     DealEvent(
                         account_id=deal.account_id,
                         deal_id=successor.id,
-                        type="created",
+                        type=DealEventType.created,
                         data={
                             "title": successor.title,
                             "status": successor.status,

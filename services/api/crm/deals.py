@@ -24,6 +24,7 @@ from shared.models import (
     CustomFieldEntity,
     Deal,
     DealEvent,
+    DealEventType,
     DealStatus,
     DealVisibility,
     Organization,
@@ -89,7 +90,11 @@ def create_deal(session: Session, caller: Caller, body: DealIn) -> Deal:
     session.add(deal)
     session.flush()
     record_event(
-        session, caller, deal, "created", {"title": deal.title, "status": deal.status, **_snapshot(session, deal)}
+        session,
+        caller,
+        deal,
+        DealEventType.created,
+        {"title": deal.title, "status": deal.status, **_snapshot(session, deal)},
     )
     return deal
 
@@ -103,13 +108,13 @@ def update_deal(session: Session, caller: Caller, deal_id: uuid.UUID, body: Deal
     _validate(deal)
     after = {"title": deal.title, "status": deal.status, **_snapshot(session, deal)}
     changes = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
-    for kind, fields in (("status_changed", _STATUS_FIELDS), ("stage_changed", _MOVE_FIELDS)):
+    for kind, fields in ((DealEventType.status_changed, _STATUS_FIELDS), (DealEventType.stage_changed, _MOVE_FIELDS)):
         picked = {k: v for k, v in changes.items() if k in fields}
         if picked:
             record_event(session, caller, deal, kind, picked)
     rest = {k: v for k, v in changes.items() if k not in _STATUS_FIELDS | _MOVE_FIELDS}
     if rest:
-        record_event(session, caller, deal, "updated", rest)
+        record_event(session, caller, deal, DealEventType.updated, rest)
     if changes:
         stamp_updated(session, caller, deal)
     return deal
@@ -123,10 +128,10 @@ def delete_deal(session: Session, caller: Caller, deal_id: uuid.UUID) -> None:
         return
     deal.deleted_at = datetime.now(UTC)
     stamp_updated(session, caller, deal)
-    record_event(session, caller, deal, "deleted", {"title": deal.title, "status": deal.status})
+    record_event(session, caller, deal, DealEventType.deleted, {"title": deal.title, "status": deal.status})
 
 
-def record_event(session: Session, caller: Caller, deal: Deal, kind: str, data: dict[str, Any]) -> None:
+def record_event(session: Session, caller: Caller, deal: Deal, kind: DealEventType, data: dict[str, Any]) -> None:
     session.add(
         DealEvent(
             account_id=caller.account_id,

@@ -21,7 +21,7 @@ from services.api.problems import Problem, conflict, invalid, not_found
 from services.api.provenance import stamp_created, stamp_updated
 from shared.addresses import normalize_address
 from shared.events import PersonCreated, emit
-from shared.models import CreatedFrom, CustomFieldEntity, Organization, Person, PersonEmail
+from shared.models import CreatedFrom, CustomFieldEntity, Organization, OrganizationRule, Person, PersonEmail
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
         person.phone = body.phone
     if "organization_id" in given:
         person.organization_id = reference(session, caller, Organization, body.organization_id, "organization_id")
-        person.organization_rule = None if person.organization_id is None else "user"
+        person.organization_rule = None if person.organization_id is None else OrganizationRule.user
     if "emails" in given:
         wanted = list(dict.fromkeys(normalize_address(str(e)) for e in body.emails or []))
         session.execute(

@@ -475,7 +475,7 @@ def _deal(deal: Deal, bcc_address: str | None) -> DealOut:
         updated_at=deal.updated_at,
         custom_fields=deal.custom_fields,
         external_id=deal.external_id,
-        recurrence=deal.recurrence,  # type: ignore[arg-type]  # validated on the way in
+        recurrence=deal.recurrence,
         recurs_from_deal_id=sid(deal.recurs_from_deal_id),
     )
 

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field
 
 from services.api.common import Schema
 from services.api.provenance import Actor
-from shared.models import CreatedFrom, DealStatus, DealVisibility
+from shared.models import CreatedFrom, DealRecurrence, DealStatus, DealVisibility, OrganizationRule, PersonRule
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 
@@ -61,7 +61,6 @@ CustomValues = Annotated[
 ExternalId = Annotated[
     str, Field(min_length=1, max_length=200, description="The record's id in another system; unique per account.")
 ]
-Recurrence = Literal["monthly", "quarterly", "yearly"]
 Probability = Annotated[
     int, Field(ge=0, le=100, description="Percent chance a deal in this stage is won; weights the forecast.")
 ]
@@ -95,7 +94,7 @@ class PersonOut(BaseModel):
     phone: str | None
     organization_id: str | None
     created_from: CreatedFrom = Field(description="`api`, `email` or `lead`.")
-    created_by_rule: str | None = Field(description="For persons made from e-mail: the matcher rule.")
+    created_by_rule: PersonRule | None = Field(description="For persons made from e-mail: the matcher rule.")
     created_by_message_id: str | None = Field(description="…and the message that made it.")
     deleted_at: datetime | None = Field(description="Deleted persons keep their history and are never re-created.")
     created_at: datetime
@@ -128,7 +127,7 @@ class OrganizationOut(BaseModel):
     name: str
     domains: list[str]
     created_from: CreatedFrom
-    created_by_rule: str | None
+    created_by_rule: OrganizationRule | None
     created_by_message_id: str | None
     deleted_at: datetime | None
     created_at: datetime
@@ -207,7 +206,7 @@ class DealIn(Schema):
     expected_close_date: date | None = None
     custom_fields: CustomValues | None = None
     external_id: ExternalId | None = None
-    recurrence: Recurrence | None = Field(
+    recurrence: DealRecurrence | None = Field(
         default=None, description="Once won, the next deal of the series opens when its period comes due."
     )
     owner_user_id: Ref | None = Field(default=None, description="Default: the token's user, if it has one.")
@@ -228,7 +227,7 @@ class DealPatch(Schema):
     expected_close_date: date | None = None
     custom_fields: CustomValues | None = None
     external_id: ExternalId | None = None
-    recurrence: Recurrence | None = Field(
+    recurrence: DealRecurrence | None = Field(
         default=None, description="Once won, the next deal of the series opens when its period comes due."
     )
     owner_user_id: Ref | None = None
@@ -260,7 +259,7 @@ class DealOut(BaseModel):
     created_at: datetime
     custom_fields: dict[str, Any]
     external_id: str | None
-    recurrence: Recurrence | None
+    recurrence: DealRecurrence | None
     recurs_from_deal_id: str | None = Field(description="The deal of the series this one follows.")
     created_by: Actor | None = Field(description="Who created it: a user, an integration (token) or the matcher.")
     updated_by: Actor | None = Field(description="Who changed it last.")

@@ -34,6 +34,7 @@ from shared.models import (
     Activity,
     CreatedFrom,
     Deal,
+    DealEventType,
     DealStatus,
     Lead,
     LeadStatus,
@@ -43,16 +44,16 @@ from shared.models import (
     Note,
     Organization,
     OrganizationDomain,
+    OrganizationRule,
     Person,
     PersonEmail,
+    PersonRule,
     Pipeline,
     Stage,
     Thread,
     ThreadDealRule,
     User,
 )
-
-RULE_LEAD_CONVERTED = "lead-converted"
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,11 @@ def convert_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lea
     session.add(deal)
     session.flush()
     record_event(
-        session, caller, deal, "created", {"title": deal.title, "status": deal.status, "lead_id": str(lead.id)}
+        session,
+        caller,
+        deal,
+        DealEventType.created,
+        {"title": deal.title, "status": deal.status, "lead_id": str(lead.id)},
     )
     _carry_history(session, caller, lead, person_id, organization_id, deal.id)
     lead.status = LeadStatus.converted
@@ -266,7 +271,7 @@ def _person_for(
                 session.execute(
                     update(Person)
                     .where(Person.id == existing.id)
-                    .values(organization_id=organization_id, organization_rule=RULE_LEAD_CONVERTED)
+                    .values(organization_id=organization_id, organization_rule=OrganizationRule.lead_converted)
                 )
             return existing.id, False
     person = Person(
@@ -274,7 +279,7 @@ def _person_for(
         name=lead.name,
         phone=lead.phone,
         organization_id=organization_id,
-        organization_rule=None if organization_id is None else RULE_LEAD_CONVERTED,
+        organization_rule=None if organization_id is None else OrganizationRule.lead_converted,
         created_from=CreatedFrom.lead,
     )
     stamp_created(session, caller, person)
@@ -315,7 +320,7 @@ def _carry_history(
                     "message_id": message.id,
                     "person_id": person_id,
                     "role": role,
-                    "rule": RULE_LEAD_CONVERTED,
+                    "rule": PersonRule.lead_converted,
                 }
                 for role in roles
             )

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress, Schema
-from shared.models import Direction, MessageKind, MessagePersonRole, ThreadDealRule, ThreadVisibility
+from shared.models import AuthSummary, Direction, MessageKind, MessagePersonRole, ThreadDealRule, ThreadVisibility
 
 
 class AttachmentOut(BaseModel):
@@ -47,7 +47,7 @@ class Forwarded(BaseModel):
 class SenderAuthenticationOut(BaseModel):
     """How the mail that brought the message authenticated (SPF, DKIM, DMARC alignment of the From domain)."""
 
-    summary: Literal["pass", "fail", "none"] = Field(
+    summary: AuthSummary = Field(
         description="pass: SPF or DKIM passed for a domain aligned with From; fail: a check failed; none: nothing "
         "was published or signed."
     )
@@ -55,11 +55,11 @@ class SenderAuthenticationOut(BaseModel):
     source: str | None = Field(description="verified (by Mailroom), or the trusted relay whose results were used.")
 
     @classmethod
-    def of(cls, summary: str | None, results: dict[str, Any] | None) -> SenderAuthenticationOut | None:
+    def of(cls, summary: AuthSummary | None, results: dict[str, Any] | None) -> SenderAuthenticationOut | None:
         if summary is None:
             return None
         details = results or {}
-        return cls(summary=summary, header=details.get("header"), source=details.get("source"))  # type: ignore[arg-type]
+        return cls(summary=summary, header=details.get("header"), source=details.get("source"))
 
 
 class MessageOut(BaseModel):

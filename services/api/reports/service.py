@@ -27,7 +27,7 @@ from services.api.reports.schemas import (
     Outcome,
     StageNow,
 )
-from shared.models import Deal, DealEvent, DealStatus, Pipeline, Stage, User
+from shared.models import Deal, DealEvent, DealEventType, DealStatus, Pipeline, Stage, User
 
 DEFAULT_CURRENCY = "EUR"
 ZERO = Decimal("0.00")
@@ -218,7 +218,7 @@ def _moves(
         .join(Deal, and_(Deal.id == DealEvent.deal_id, Deal.account_id == DealEvent.account_id))
         .where(
             DealEvent.account_id == caller.account_id,
-            DealEvent.type.in_(("created", "stage_changed")),
+            DealEvent.type.in_((DealEventType.created, DealEventType.stage_changed)),
             DealEvent.created_at >= since,
             DealEvent.created_at < until,
             Deal.deleted_at.is_(None),
@@ -227,7 +227,7 @@ def _moves(
     )
     pairs: Counter[tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None]] = Counter()
     for kind, data in events:
-        if kind == "created":
+        if kind == DealEventType.created:
             before, after = None, _uuid(data.get("stage_id"))
         elif isinstance(data.get("stage_id"), dict):
             before, after = _uuid(data["stage_id"].get("from")), _uuid(data["stage_id"].get("to"))

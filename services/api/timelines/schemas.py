@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress
 from services.api.provenance import Actor
-from shared.models import Direction, MessageKind
+from shared.models import DealEventType, Direction, MessageKind
 
 
 class MessageEntry(BaseModel):
@@ -49,7 +49,7 @@ class DealEventEntry(BaseModel):
     id: str
     deal_id: str
     deal_title: str
-    type: str
+    type: DealEventType
     data: dict[str, Any]
     user_id: str | None
     actor: Actor | None = Field(description="Who did it.")
