@@ -10,7 +10,6 @@ happened to Redis or to the process in between.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import secrets
@@ -34,6 +33,7 @@ from shared.models import (
     ThreadDealRule,
     WebhookDelivery,
     WebhookDeliveryStatus,
+    WebhookEvent,
     WebhookSubscription,
 )
 from shared.settings import Settings
@@ -46,22 +46,14 @@ _AFTER_COMMIT = "mailroom.after_commit"
 _SUBSCRIPTIONS = "mailroom.webhook_subscriptions"
 
 
-class Event(enum.StrEnum):
-    message_stored = "message.stored"
-    thread_linked = "thread.linked"
-    person_created = "person.created"
-    disambiguation_created = "disambiguation.created"
-    message_held = "message.held"
-
-
 class WebhookPayload(BaseModel):
     """The `data` of one event. Every producer (matcher, API) builds the same model, so an event has one shape."""
 
-    event: ClassVar[Event]
+    event: ClassVar[WebhookEvent]
 
 
 class MessageStored(WebhookPayload):
-    event: ClassVar[Event] = Event.message_stored
+    event: ClassVar[WebhookEvent] = WebhookEvent.message_stored
     message_id: uuid.UUID
     thread_id: uuid.UUID
     kind: MessageKind
@@ -69,7 +61,7 @@ class MessageStored(WebhookPayload):
 
 
 class PersonCreated(WebhookPayload):
-    event: ClassVar[Event] = Event.person_created
+    event: ClassVar[WebhookEvent] = WebhookEvent.person_created
     person_id: uuid.UUID
     addresses: list[str]
     created_from: CreatedFrom
@@ -78,7 +70,7 @@ class PersonCreated(WebhookPayload):
 
 
 class ThreadLinked(WebhookPayload):
-    event: ClassVar[Event] = Event.thread_linked
+    event: ClassVar[WebhookEvent] = WebhookEvent.thread_linked
     thread_id: uuid.UUID
     deal_id: uuid.UUID | None
     previous_deal_id: uuid.UUID | None
@@ -88,13 +80,13 @@ class ThreadLinked(WebhookPayload):
 
 
 class DisambiguationCreated(WebhookPayload):
-    event: ClassVar[Event] = Event.disambiguation_created
+    event: ClassVar[WebhookEvent] = WebhookEvent.disambiguation_created
     disambiguation_id: uuid.UUID
     thread_id: uuid.UUID
 
 
 class MessageHeld(WebhookPayload):
-    event: ClassVar[Event] = Event.message_held
+    event: ClassVar[WebhookEvent] = WebhookEvent.message_held
     inbound_id: uuid.UUID
     user_id: uuid.UUID
     reason: str

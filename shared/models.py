@@ -738,12 +738,22 @@ class OrganizationRelation(Id, Created, Base):
     created_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
+class WebhookEvent(enum.StrEnum):
+    """What a webhook subscription can receive (the payloads are in shared.events)."""
+
+    message_stored = "message.stored"
+    thread_linked = "thread.linked"
+    person_created = "person.created"
+    disambiguation_created = "disambiguation.created"
+    message_held = "message.held"
+
+
 class WebhookSubscription(Id, Created, Base):
     __tablename__ = "webhook_subscriptions"
 
     account_id: Mapped[uuid.UUID] = account_fk()
     url: Mapped[str] = mapped_column(Text)
-    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    events: Mapped[list[WebhookEvent]] = mapped_column(ARRAY(TextVocabulary(WebhookEvent)))
     # Kept readable (not hashed) because every delivery is signed with it.
     secret: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
@@ -768,7 +778,7 @@ class WebhookDelivery(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
-    event: Mapped[str] = mapped_column(String(64))
+    event: Mapped[WebhookEvent] = mapped_column(vocabulary(WebhookEvent, 64))
     # The same for every subscription that receives this event: receivers deduplicate on it.
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     payload: Mapped[dict[str, Any]] = mapped_column()

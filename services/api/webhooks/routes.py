@@ -101,7 +101,7 @@ def _out(webhook: WebhookSubscription) -> WebhookOut:
     return WebhookOut(
         id=str(webhook.id),
         url=webhook.url,
-        events=list(webhook.events),  # type: ignore[arg-type]  # validated on the way in
+        events=list(webhook.events),
         description=webhook.description,
         active=webhook.active,
         created_at=webhook.created_at,
@@ -112,7 +112,7 @@ def _delivery(delivery: WebhookDelivery) -> DeliveryOut:
     return DeliveryOut(
         id=str(delivery.id),
         webhook_id=str(delivery.subscription_id),
-        event=delivery.event,  # type: ignore[arg-type]  # written by emit() from the Event enum
+        event=delivery.event,
         event_id=str(delivery.event_id),
         status=delivery.status,
         attempts=delivery.attempts,

@@ -1,26 +1,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
-from shared.models import WebhookDeliveryStatus
-
-EventName = Literal["message.stored", "thread.linked", "person.created", "disambiguation.created", "message.held"]
+from shared.models import WebhookDeliveryStatus, WebhookEvent
 
 
 class WebhookIn(Schema):
     url: str = Field(min_length=8, max_length=2000, description="An http(s) URL that accepts POSTed JSON.")
-    events: list[EventName] = Field(min_length=1, max_length=5)
+    events: list[WebhookEvent] = Field(min_length=1, max_length=5)
     description: str | None = Field(default=None, max_length=500)
     active: bool = True
 
 
 class WebhookPatch(Schema):
     url: str | None = Field(default=None, min_length=8, max_length=2000)
-    events: list[EventName] | None = Field(default=None, min_length=1, max_length=5)
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=5)
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
 
@@ -28,7 +26,7 @@ class WebhookPatch(Schema):
 class WebhookOut(BaseModel):
     id: str
     url: str
-    events: list[EventName]
+    events: list[WebhookEvent]
     description: str | None
     active: bool
     created_at: datetime
@@ -51,7 +49,7 @@ class Attempt(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     webhook_id: str
-    event: EventName
+    event: WebhookEvent
     event_id: str = Field(description="The same for every subscription receiving this event; deduplicate on it.")
     status: WebhookDeliveryStatus
     attempts: int

@@ -13,7 +13,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
 from shared.broker import webhook_deliver
 from shared.events import WebhookSettings, enqueue_after_commit, new_secret
-from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEvent, WebhookSubscription
 from shared.public_addresses import refusal_reason_of_text
 
 
@@ -59,7 +59,7 @@ def create_webhook(
     settings: WebhookSettings,
     *,
     url: str,
-    events: list[str],
+    events: list[WebhookEvent],
     description: str | None,
     active: bool,
 ) -> WebhookSubscription:
