@@ -79,7 +79,7 @@ def account_fk() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
 
 
-E = TypeVar("E", bound=enum.StrEnum)
+_Member = TypeVar("_Member", bound=enum.StrEnum)
 
 
 def _values(vocabulary: type[enum.StrEnum]) -> list[str]:
@@ -95,20 +95,20 @@ def vocabulary(enum_class: type[enum.StrEnum], length: int) -> Enum:
     return Enum(enum_class, native_enum=False, length=length, values_callable=_values, validate_strings=True)
 
 
-class TextVocabulary(TypeDecorator[E]):
+class TextVocabulary(TypeDecorator[_Member]):
     """Like `vocabulary()`, for a TEXT column (a VARCHAR-typed `Enum` would change the column's type)."""
 
     impl = Text
     cache_ok = True
 
-    def __init__(self, enum_class: type[E]) -> None:
+    def __init__(self, enum_class: type[_Member]) -> None:
         super().__init__()
         self.enum_class = enum_class
 
-    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+    def process_bind_param(self, value: _Member | str | None, dialect: Dialect) -> str | None:
         return None if value is None else self.enum_class(value).value
 
-    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+    def process_result_value(self, value: str | None, dialect: Dialect) -> _Member | None:
         return None if value is None else self.enum_class(value)
 
 

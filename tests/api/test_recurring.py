@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.recurring import Recurrences, add_months
 from shared.broker import make_broker
 from shared.db import transaction
-from shared.models import Deal, DealStatus, Organization
+from shared.models import CreatedFrom, Deal, DealStatus, Organization
 from tests.conftest import Infra, new_tenant
 from tests.support.stack import wait_for
 
@@ -100,7 +100,7 @@ def recurrences(infra: Infra, quiet_sessions: sessionmaker[Session]) -> Iterator
 def test_racing_workers_open_one_successor(recurrences: Recurrences, quiet_sessions: sessionmaker[Session]) -> None:
     tenant = new_tenant(quiet_sessions)
     with transaction(quiet_sessions) as session:
-        organization = Organization(account_id=tenant.account_id, name="Initech", created_from="api")
+        organization = Organization(account_id=tenant.account_id, name="Initech", created_from=CreatedFrom.api)
         session.add(organization)
         session.flush()
         deal = Deal(
