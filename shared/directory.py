@@ -65,7 +65,7 @@ def issue_token(
     if user_id is not None and find_user(session, account_id, user_id) is None:
         raise LookupError(f"no user {user_id} in account {account_id}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(account_id=account_id, token_hash=hash_token(token), scope=scope.value, user_id=user_id, name=name)
+    row = ApiToken(account_id=account_id, token_hash=hash_token(token), scope=scope, user_id=user_id, name=name)
     session.add(row)
     session.flush()
     return row, token

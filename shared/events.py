@@ -10,7 +10,6 @@ happened to Redis or to the process in between.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import secrets
@@ -27,7 +26,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.broker import webhook_deliver
-from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.models import (
+    CreatedFrom,
+    MessageKind,
+    PersonRule,
+    ThreadDealRule,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -38,55 +46,47 @@ _AFTER_COMMIT = "mailroom.after_commit"
 _SUBSCRIPTIONS = "mailroom.webhook_subscriptions"
 
 
-class Event(enum.StrEnum):
-    message_stored = "message.stored"
-    thread_linked = "thread.linked"
-    person_created = "person.created"
-    disambiguation_created = "disambiguation.created"
-    message_held = "message.held"
-
-
 class WebhookPayload(BaseModel):
     """The `data` of one event. Every producer (matcher, API) builds the same model, so an event has one shape."""
 
-    event: ClassVar[Event]
+    event: ClassVar[WebhookEvent]
 
 
 class MessageStored(WebhookPayload):
-    event: ClassVar[Event] = Event.message_stored
+    event: ClassVar[WebhookEvent] = WebhookEvent.message_stored
     message_id: uuid.UUID
     thread_id: uuid.UUID
-    kind: str
+    kind: MessageKind
     deal_id: uuid.UUID | None
 
 
 class PersonCreated(WebhookPayload):
-    event: ClassVar[Event] = Event.person_created
+    event: ClassVar[WebhookEvent] = WebhookEvent.person_created
     person_id: uuid.UUID
     addresses: list[str]
-    created_from: str  # "email" (the matcher) or "api"
-    created_by_rule: str | None = None  # why the matcher created it
+    created_from: CreatedFrom
+    created_by_rule: PersonRule | None = None  # why the matcher created it
     created_by_message_id: uuid.UUID | None = None
 
 
 class ThreadLinked(WebhookPayload):
-    event: ClassVar[Event] = Event.thread_linked
+    event: ClassVar[WebhookEvent] = WebhookEvent.thread_linked
     thread_id: uuid.UUID
     deal_id: uuid.UUID | None
     previous_deal_id: uuid.UUID | None
-    deal_rule: str | None
+    deal_rule: ThreadDealRule | None
     linked_by_message_id: uuid.UUID | None = None  # a message linked it (sub-address, single open deal)
     user_id: uuid.UUID | None = None  # a user linked it (their choice)
 
 
 class DisambiguationCreated(WebhookPayload):
-    event: ClassVar[Event] = Event.disambiguation_created
+    event: ClassVar[WebhookEvent] = WebhookEvent.disambiguation_created
     disambiguation_id: uuid.UUID
     thread_id: uuid.UUID
 
 
 class MessageHeld(WebhookPayload):
-    event: ClassVar[Event] = Event.message_held
+    event: ClassVar[WebhookEvent] = WebhookEvent.message_held
     inbound_id: uuid.UUID
     user_id: uuid.UUID
     reason: str
@@ -151,7 +151,7 @@ def emit(session: Session, account_id: uuid.UUID, payload: WebhookPayload) -> No
                 event=event,
                 event_id=event_id,
                 payload=envelope,
-                status=WebhookDeliveryStatus.pending.value,
+                status=WebhookDeliveryStatus.pending,
                 attempts=0,
             )
         )

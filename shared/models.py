@@ -6,12 +6,14 @@ import enum
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
     DateTime,
+    Dialect,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
     func,
@@ -76,6 +79,39 @@ def account_fk() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
 
 
+_Member = TypeVar("_Member", bound=enum.StrEnum)
+
+
+def _values(vocabulary: type[enum.StrEnum]) -> list[str]:
+    return [member.value for member in vocabulary]
+
+
+def vocabulary(enum_class: type[enum.StrEnum], length: int) -> Enum:
+    """A column holding one of `enum_class`'s values, stored as the plain VARCHAR(length) the migrations made.
+
+    Rows read back as enum members; writing a value outside the enum fails before it reaches the database. No
+    native Postgres enum and no CHECK constraint: adding a value stays a code change, not a migration.
+    """
+    return Enum(enum_class, native_enum=False, length=length, values_callable=_values, validate_strings=True)
+
+
+class TextVocabulary(TypeDecorator[_Member]):
+    """Like `vocabulary()`, for a TEXT column (a VARCHAR-typed `Enum` would change the column's type)."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, enum_class: type[_Member]) -> None:
+        super().__init__()
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: _Member | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_class(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> _Member | None:
+        return None if value is None else self.enum_class(value)
+
+
 class Account(Id, Created, Base):
     __tablename__ = "accounts"
 
@@ -96,7 +132,7 @@ class ApiToken(Id, Created, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     # SHA-256 of the token: a leaked database does not leak working credentials.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[str] = mapped_column(String(16), default=TokenScope.admin.value)
+    scope: Mapped[TokenScope] = mapped_column(vocabulary(TokenScope, 16), default=TokenScope.admin)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     revoked_at: Mapped[datetime | None]
     # A label for people ("CI export", "Zapier"); the token itself is shown once and never stored.
@@ -142,6 +178,14 @@ class InboundStatus(enum.StrEnum):
     discarded = "discarded"
 
 
+class AuthSummary(enum.StrEnum):
+    """Sender authentication of a mail, in one word (services.matcher.authentication has the details)."""
+
+    passed = "pass"  # SPF or DKIM passed for a domain aligned with From
+    failed = "fail"  # a check failed (a broken signature, an SPF fail or softfail, a DMARC fail)
+    none = "none"  # nothing to check: no signature, no SPF record, no DMARC record
+
+
 class InboundMessage(Id, Base):
     """The raw message exactly as the gateway accepted it: the durable record behind every `250`."""
 
@@ -177,7 +221,7 @@ class InboundMessage(Id, Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    status: Mapped[str] = mapped_column(String(16), default=InboundStatus.received.value)
+    status: Mapped[InboundStatus] = mapped_column(vocabulary(InboundStatus, 16), default=InboundStatus.received)
     # Counted when a worker claims the row, before any work: a message that kills its worker still counts.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The claim's lease: until then one worker owns the row; past it (the worker died) the row is due again.
@@ -190,9 +234,24 @@ class InboundMessage(Id, Base):
     processed_at: Mapped[datetime | None]
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL", use_alter=True))
     # Sender authentication as checked on first processing (see services.matcher.authentication), kept so that a
-    # retry or a reprocess decides on the same facts: "pass", "fail" or "none", and the details.
-    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    # retry or a reprocess decides on the same facts.
+    auth_summary: Mapped[AuthSummary | None] = mapped_column(vocabulary(AuthSummary, 16))
     auth_results: Mapped[dict[str, Any] | None]
+
+
+class ThreadDealRule(enum.StrEnum):
+    """Why a thread has its deal, or has none although it could."""
+
+    single_open_deal = "single-open-deal"  # its people have exactly one open deal
+    sub_address = "sub-address"  # the mail went to the deal's (or its lead's) `+deal-<id>` address
+    user_choice = "user-choice"  # a user picked the deal; the matcher never overrides it
+    user_declined = "user-declined"  # a user said "none of these"; the matcher never links it again
+    lead_converted = "lead-converted"  # the lead whose mail it is became this deal
+
+
+class ThreadVisibility(enum.StrEnum):
+    shared = "shared"  # everyone in the account
+    private = "private"  # only tokens of the users whose mail is in it, and account-wide tokens
 
 
 class Thread(Id, Created, Base):
@@ -203,16 +262,15 @@ class Thread(Id, Created, Base):
     # The subject without Re:/Fwd:/AW:/[EXT]… prefixes: the key of the fallback for mail without references.
     normalized_subject: Mapped[str | None] = mapped_column(Text)
     deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL", use_alter=True))
-    # Why the thread has its deal (or none): "single-open-deal", "sub-address", "user-choice", "user-declined".
-    deal_rule: Mapped[str | None] = mapped_column(Text)
+    deal_rule: Mapped[ThreadDealRule | None] = mapped_column(TextVocabulary(ThreadDealRule))
     deal_linked_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
     first_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
-    # "shared" (everyone in the account) or "private" (only tokens of the users whose mail is in it, and
-    # account-wide tokens).
-    visibility: Mapped[str] = mapped_column(String(16), server_default="shared")
+    visibility: Mapped[ThreadVisibility] = mapped_column(
+        vocabulary(ThreadVisibility, 16), server_default=ThreadVisibility.shared.value
+    )
     # Mail about a lead (sent to its `+lead-<id>` sub-address); stays when the lead is converted, for its history.
     lead_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("leads.id", ondelete="SET NULL", use_alter=True), index=True
@@ -281,14 +339,14 @@ class Message(Id, Created, Base):
     to: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
     cc: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
     sent_at: Mapped[datetime | None]
-    direction: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[Direction] = mapped_column(vocabulary(Direction, 16))
     text_body: Mapped[str | None] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     # What the parser could not read cleanly (broken boundaries, unknown charsets, ...), for people to see.
     defects: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     # The reply's own words, without quoted history and signature: the timeline preview.
     new_text: Mapped[str | None] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(16), server_default="sent")
+    kind: Mapped[MessageKind] = mapped_column(vocabulary(MessageKind, 16), server_default=MessageKind.sent.value)
     # Why the matcher classified it so, in words a user can read ("Auto-Submitted: auto-replied", …).
     kind_reason: Mapped[str | None] = mapped_column(Text)
     # For a forwarded reply: who forwarded it, when, and how sure the forward parser was.
@@ -296,7 +354,7 @@ class Message(Id, Created, Base):
     forwarded_at: Mapped[datetime | None]
     forward_confidence: Mapped[float | None] = mapped_column(Float)
     # Sender authentication of the mail that brought this message (copied from its inbound row).
-    auth_summary: Mapped[str | None] = mapped_column(String(16))
+    auth_summary: Mapped[AuthSummary | None] = mapped_column(vocabulary(AuthSummary, 16))
     auth_results: Mapped[dict[str, Any] | None]
 
 
@@ -314,14 +372,31 @@ class Attachment(Id, Created, Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+class CreatedFrom(enum.StrEnum):
+    """Where a person or organization came from."""
+
+    api = "api"  # a user or integration made it
+    email = "email"  # the matcher made it from mail; `created_by_rule` and `created_by_message_id` say how
+    lead = "lead"  # converting a lead made it
+
+
+class OrganizationRule(enum.StrEnum):
+    """Why a person has their organization (`organization_rule`), or why the matcher made one (`created_by_rule`)."""
+
+    owns_email_domain = "owns-email-domain"  # the organization owns the domain of the person's address
+    work_domain_of_participant = "work-domain-of-participant"  # made for a work domain met in mail
+    user = "user"  # a user set it
+    lead_converted = "lead-converted"  # converting a lead set it
+
+
 class Organization(Id, Created, Provenance, Base):
     __tablename__ = "organizations"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
     name: Mapped[str] = mapped_column(Text)
-    created_from: Mapped[str] = mapped_column(String(16), default="api")
-    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
+    created_by_rule: Mapped[OrganizationRule | None] = mapped_column(TextVocabulary(OrganizationRule))
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
@@ -342,6 +417,16 @@ class OrganizationDomain(Id, Base):
     domain: Mapped[str] = mapped_column(Text)
 
 
+class PersonRule(enum.StrEnum):
+    """Why the matcher made a person (`created_by_rule`), or linked one to a message (message_persons.rule)."""
+
+    recipient_of_sent_mail = "recipient-of-sent-mail"
+    participant_of_forwarded_mail = "participant-of-forwarded-mail"
+    participant_of_contact_mail = "participant-of-contact-mail"
+    address_of_existing_person = "address-of-existing-person"  # a link only: the person already existed
+    lead_converted = "lead-converted"  # a link only: converting the lead linked its mail to its person
+
+
 class Person(Id, Created, Provenance, Base):
     __tablename__ = "persons"
     __table_args__ = (UniqueConstraint("account_id", "external_id"),)
@@ -351,13 +436,13 @@ class Person(Id, Created, Provenance, Base):
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
-    organization_rule: Mapped[str | None] = mapped_column(Text)
+    organization_rule: Mapped[OrganizationRule | None] = mapped_column(TextVocabulary(OrganizationRule))
     phone: Mapped[str | None] = mapped_column(Text)
     # A deleted person stays as a tombstone: its history is kept and the matcher never re-creates it.
     deleted_at: Mapped[datetime | None]
-    # Provenance: "api" or "email"; for e-mail, the rule and the message that made it, so it can be undone.
-    created_from: Mapped[str] = mapped_column(String(16), default="api")
-    created_by_rule: Mapped[str | None] = mapped_column(Text)
+    # For e-mail, the rule and the message that made it, so it can be undone.
+    created_from: Mapped[CreatedFrom] = mapped_column(vocabulary(CreatedFrom, 16), default=CreatedFrom.api)
+    created_by_rule: Mapped[PersonRule | None] = mapped_column(TextVocabulary(PersonRule))
     created_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL", use_alter=True)
     )
@@ -393,6 +478,12 @@ class DealVisibility(enum.StrEnum):
     private = "private"  # only its owner (and account-wide tokens)
 
 
+class DealRecurrence(enum.StrEnum):
+    monthly = "monthly"
+    quarterly = "quarterly"
+    yearly = "yearly"
+
+
 class Deal(Id, Created, Provenance, Base):
     __tablename__ = "deals"
     __table_args__ = (
@@ -407,7 +498,7 @@ class Deal(Id, Created, Provenance, Base):
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="SET NULL"), index=True
     )
-    status: Mapped[str] = mapped_column(String(8), default=DealStatus.open.value)
+    status: Mapped[DealStatus] = mapped_column(vocabulary(DealStatus, 8), default=DealStatus.open)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     pipeline_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"), index=True)
@@ -421,14 +512,24 @@ class Deal(Id, Created, Provenance, Base):
     external_id: Mapped[str | None] = mapped_column(Text)
     # Recurring revenue: a won deal with a recurrence gets one successor, opened when its period comes due. The
     # series keeps the first deal's won date as its anchor so month ends do not drift (31 Jan, 28 Feb, 31 Mar…).
-    recurrence: Mapped[str | None] = mapped_column(String(16))
+    recurrence: Mapped[DealRecurrence | None] = mapped_column(vocabulary(DealRecurrence, 16))
     recurs_from_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     recurrence_anchor: Mapped[date | None]
     recurrence_index: Mapped[int | None] = mapped_column(Integer)
     owner_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
-    visibility: Mapped[str] = mapped_column(String(16), server_default=DealVisibility.shared.value)
+    visibility: Mapped[DealVisibility] = mapped_column(
+        vocabulary(DealVisibility, 16), server_default=DealVisibility.shared.value
+    )
     # A deleted deal stays as a tombstone with its events, activities, notes and mail links: its history is kept.
     deleted_at: Mapped[datetime | None]
+
+
+class MessagePersonRole(enum.StrEnum):
+    """The header a person of a message was found in."""
+
+    from_ = "from"
+    to = "to"
+    cc = "cc"
 
 
 class MessagePerson(Base):
@@ -441,8 +542,14 @@ class MessagePerson(Base):
     person_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    role: Mapped[str] = mapped_column(String(8), primary_key=True)
-    rule: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[MessagePersonRole] = mapped_column(vocabulary(MessagePersonRole, 8), primary_key=True)
+    rule: Mapped[PersonRule | None] = mapped_column(TextVocabulary(PersonRule))
+
+
+class DisambiguationStatus(enum.StrEnum):
+    pending = "pending"  # waiting for the user's answer
+    resolved = "resolved"  # answered: `resolved_deal_id` is the chosen deal, or None for "none of these"
+    superseded = "superseded"  # mail linked the thread to a deal itself (sub-address, a single open deal left)
 
 
 class Disambiguation(Id, Created, Base):
@@ -456,7 +563,9 @@ class Disambiguation(Id, Created, Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     # [{"deal_id": …, "reasons": ["open deal of person …"]}, …]
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(server_default=text("'[]'::jsonb"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DisambiguationStatus] = mapped_column(
+        vocabulary(DisambiguationStatus, 16), default=DisambiguationStatus.pending
+    )
     resolved_deal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
     resolved_at: Mapped[datetime | None]
 
@@ -531,6 +640,14 @@ class Activity(Id, Created, Provenance, Base):
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
+class DealEventType(enum.StrEnum):
+    created = "created"  # `data`: the deal's fields at creation
+    updated = "updated"  # `data`: {"field": {"from": …, "to": …}} for what changed besides status and stage
+    status_changed = "status_changed"
+    stage_changed = "stage_changed"  # a move between stages or pipelines
+    deleted = "deleted"
+
+
 class DealEvent(Id, Created, Base):
     """Something that happened to a deal (created, stage or status changed…), for its timelines."""
 
@@ -538,7 +655,7 @@ class DealEvent(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     deal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"), index=True)
-    type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[DealEventType] = mapped_column(vocabulary(DealEventType, 32))
     # What changed, as {"field": {"from": …, "to": …}}, or the deal's fields at creation.
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -568,7 +685,7 @@ class Lead(Id, Created, Provenance, Base):
     name: Mapped[str] = mapped_column(Text)
     company: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default=LeadStatus.new.value)
+    status: Mapped[LeadStatus] = mapped_column(vocabulary(LeadStatus, 16), default=LeadStatus.new)
     email: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
@@ -617,8 +734,18 @@ class OrganizationRelation(Id, Created, Base):
     account_id: Mapped[uuid.UUID] = account_fk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     related_organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[OrganizationRelationKind] = mapped_column(vocabulary(OrganizationRelationKind, 16))
     created_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class WebhookEvent(enum.StrEnum):
+    """What a webhook subscription can receive (the payloads are in shared.events)."""
+
+    message_stored = "message.stored"
+    thread_linked = "thread.linked"
+    person_created = "person.created"
+    disambiguation_created = "disambiguation.created"
+    message_held = "message.held"
 
 
 class WebhookSubscription(Id, Created, Base):
@@ -626,7 +753,7 @@ class WebhookSubscription(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     url: Mapped[str] = mapped_column(Text)
-    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    events: Mapped[list[WebhookEvent]] = mapped_column(ARRAY(TextVocabulary(WebhookEvent)))
     # Kept readable (not hashed) because every delivery is signed with it.
     secret: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
@@ -651,11 +778,13 @@ class WebhookDelivery(Id, Created, Base):
 
     account_id: Mapped[uuid.UUID] = account_fk()
     subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
-    event: Mapped[str] = mapped_column(String(64))
+    event: Mapped[WebhookEvent] = mapped_column(vocabulary(WebhookEvent, 64))
     # The same for every subscription that receives this event: receivers deduplicate on it.
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     payload: Mapped[dict[str, Any]] = mapped_column()
-    status: Mapped[str] = mapped_column(String(16), default=WebhookDeliveryStatus.pending.value)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        vocabulary(WebhookDeliveryStatus, 16), default=WebhookDeliveryStatus.pending
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
     delivered_at: Mapped[datetime | None]
@@ -672,6 +801,14 @@ class CustomFieldType(enum.StrEnum):
     option = "option"  # one of `options`
 
 
+class CustomFieldEntity(enum.StrEnum):
+    """The records an account can add custom fields to."""
+
+    deal = "deal"
+    person = "person"
+    organization = "organization"
+
+
 class CustomFieldDefinition(Id, Created, Base):
     """A field an account adds to its deals, persons or organizations; values live in their `custom_fields`."""
 
@@ -679,11 +816,11 @@ class CustomFieldDefinition(Id, Created, Base):
     __table_args__ = (UniqueConstraint("account_id", "entity", "key"),)
 
     account_id: Mapped[uuid.UUID] = account_fk()
-    entity: Mapped[str] = mapped_column(String(16))  # "deal", "person", "organization"
+    entity: Mapped[CustomFieldEntity] = mapped_column(vocabulary(CustomFieldEntity, 16))
     # Stable and URL-safe: the JSON key of the value, the `custom.<key>` filter and the CSV column `custom.<key>`.
     key: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(String(16))
+    type: Mapped[CustomFieldType] = mapped_column(vocabulary(CustomFieldType, 16))
     options: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
 
 
@@ -723,7 +860,7 @@ class Draft(Id, Created, Base):
     references: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     # Fixed when the draft is made, so every attempt sends the same message and its copy deduplicates.
     message_id_header: Mapped[str] = mapped_column(Text, unique=True)
-    status: Mapped[str] = mapped_column(String(24), default=DraftStatus.draft.value)
+    status: Mapped[DraftStatus] = mapped_column(vocabulary(DraftStatus, 24), default=DraftStatus.draft)
     submitted_at: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     decided_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -31,7 +31,7 @@ def deal_visible(caller: Caller) -> ColumnElement[bool]:
     )
     return and_(
         or_(Deal.pipeline_id.is_(None), Deal.pipeline_id.not_in(restricted), Deal.pipeline_id.in_(allowed)),
-        or_(Deal.visibility == DealVisibility.shared.value, Deal.owner_user_id == caller.user_id),
+        or_(Deal.visibility == DealVisibility.shared, Deal.owner_user_id == caller.user_id),
     )
 
 

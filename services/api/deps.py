@@ -93,7 +93,7 @@ def get_caller(
     enforce_rate_limit(request, f"token:{token.id}")
     caller = Caller(
         account_id=token.account_id,
-        scope=TokenScope(token.scope),
+        scope=token.scope,
         user_id=token.user_id,
         token_id=token.id,
         token_name=token.name,
@@ -120,7 +120,7 @@ Broker = Annotated[RedisBroker, Depends(get_broker)]
 
 def insufficient_scope(needed: TokenScope) -> Problem:
     return Problem(
-        403, "insufficient-scope", "Insufficient scope", f"This needs a token with scope `{needed.value}` or higher."
+        403, "insufficient-scope", "Insufficient scope", f"This needs a token with scope `{needed}` or higher."
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.deps import Caller
-from shared.models import User
+from shared.models import CreatedFrom, OrganizationRule, PersonRule, User
 
 _ACTOR_CACHE = "mailroom.actor"
 MATCHER_NAME = "Mailroom matcher"
@@ -76,12 +76,15 @@ def actor_out(stored: dict[str, Any] | None) -> Actor | None:
 
 
 def created_by_of(
-    stored: dict[str, Any] | None, created_from: str, rule: str | None, message_id: uuid.UUID | None
+    stored: dict[str, Any] | None,
+    created_from: CreatedFrom,
+    rule: PersonRule | OrganizationRule | None,
+    message_id: uuid.UUID | None,
 ) -> Actor | None:
     """Persons and organizations the matcher made carry their rule and message in their own columns; they are the
     matcher's provenance, shown in the common shape."""
     if stored is not None:
         return Actor.model_validate(stored)
-    if created_from == "email":
+    if created_from == CreatedFrom.email:
         return Actor.model_validate(matcher_actor(rule, message_id))
     return None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import email
 import email.utils
-import enum
 import ipaddress
 import time
 from contextvars import ContextVar
@@ -35,15 +34,10 @@ import spf
 import structlog
 from publicsuffixlist import PublicSuffixList
 
+from shared.models import AuthSummary
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class Summary(enum.StrEnum):
-    passed = "pass"  # SPF or DKIM passed for a domain aligned with From
-    failed = "fail"  # a check failed (a broken signature, an SPF fail or softfail, a DMARC fail)
-    none = "none"  # nothing to check: no signature, no SPF record, no DMARC record
 
 
 @dataclass(frozen=True)
@@ -127,13 +121,13 @@ class SenderAuthentication:
         return self.dmarc == "pass" or self.authenticates(self.from_domain)
 
     @property
-    def summary(self) -> Summary:
+    def summary(self) -> AuthSummary:
         if self.from_aligned:
-            return Summary.passed
+            return AuthSummary.passed
         failed_dkim = any(check.result == "fail" for check in self.dkim)
         if self.dmarc == "fail" or failed_dkim or self.spf.result in {"fail", "softfail"}:
-            return Summary.failed
-        return Summary.none
+            return AuthSummary.failed
+        return AuthSummary.none
 
     def describe(self) -> str:
         """One line for people: what was checked for which domain, and how it came out."""

@@ -164,7 +164,7 @@ class DraftSender:
                 {"at": now.isoformat(), "error": None if failure is None else failure.reason},
             ]
             if failure is None:
-                draft.status = DraftStatus.sent.value
+                draft.status = DraftStatus.sent
                 draft.sent_at = now
                 draft.last_error = None
                 draft.next_attempt_at = None
@@ -172,7 +172,7 @@ class DraftSender:
             else:
                 draft.last_error = failure.reason
                 if failure.permanent or attempts >= self.policy.max_attempts:
-                    draft.status = DraftStatus.failed.value
+                    draft.status = DraftStatus.failed
                     draft.next_attempt_at = None
                 else:
                     retry_in = self.policy.backoff(attempts)
@@ -207,10 +207,10 @@ class DraftSender:
             peer=None,
             raw=raw,
             size=len(raw),
-            status=InboundStatus.received.value,
+            status=InboundStatus.received,
             attempts=0,
             auth_results=vouched.as_json(),
-            auth_summary=vouched.summary.value,
+            auth_summary=vouched.summary,
         )
         session.add(inbound)
         session.flush()

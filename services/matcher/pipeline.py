@@ -70,12 +70,15 @@ from shared.events import (
 )
 from shared.locks import lock_all, lock_names
 from shared.models import (
+    CreatedFrom,
     Direction,
     InboundMessage,
     InboundStatus,
     Message,
     MessageKind,
+    MessagePersonRole,
     PersonEmail,
+    PersonRule,
     ThreadKey,
     User,
 )
@@ -86,7 +89,7 @@ log = structlog.get_logger(__name__)
 _MESSAGES = Message.metadata.tables["messages"]
 _ATTACHMENTS = Message.metadata.tables["attachments"]
 
-RULE_EXISTING_PERSON = "address-of-existing-person"
+RULE_EXISTING_PERSON = PersonRule.address_of_existing_person
 _CREATING_RULES = {
     MessageKind.sent: RULE_RECIPIENT_OF_SENT_MAIL,
     MessageKind.forwarded: RULE_PARTICIPANT_OF_FORWARDED_MAIL,
@@ -340,7 +343,7 @@ class Matcher:
                 select(InboundMessage)
                 .where(
                     InboundMessage.id.in_([claim.inbound_id for claim in claimed]),
-                    InboundMessage.status == InboundStatus.received.value,
+                    InboundMessage.status == InboundStatus.received,
                 )
                 .order_by(InboundMessage.received_at, InboundMessage.id)
                 .with_for_update()
@@ -448,7 +451,7 @@ class Matcher:
             config=self.sender_auth,
         )
         inbound.auth_results = checked.as_json()
-        inbound.auth_summary = checked.summary.value
+        inbound.auth_summary = checked.summary
         log.info("matcher.sender_authentication", summary=checked.summary.value, source=checked.source)
         return checked
 
@@ -609,12 +612,12 @@ class Matcher:
             to=[a.as_json() for a in parsed.to],
             cc=[a.as_json() for a in parsed.cc],
             sent_at=parsed.sent_at,
-            direction=(Direction.outbound if outbound else Direction.inbound).value,
+            direction=Direction.outbound if outbound else Direction.inbound,
             text_body=parsed.text_body,
             html_body=parsed.html_body,
             new_text=analysed.new_text,
             defects=list(parsed.defects),
-            kind=classified.kind.value,
+            kind=classified.kind,
             kind_reason=classified.reason,
             forwarded_by_user_id=provenance.forwarded_by if provenance else None,
             forwarded_at=provenance.forwarded_at if provenance else None,
@@ -692,14 +695,14 @@ def _column_values(row: Message) -> dict[str, object]:
 
 
 def _people_links(
-    roles: list[tuple[str, Address]],
+    roles: list[tuple[MessagePersonRole, Address]],
     context: AccountContext,
     found: Mapping[str, uuid.UUID],
     created: Mapping[str, uuid.UUID],
-    creating_rule: str | None,
-) -> dict[tuple[uuid.UUID, str], str]:
+    creating_rule: PersonRule | None,
+) -> dict[tuple[uuid.UUID, MessagePersonRole], PersonRule]:
     """(person, role) → the rule that links them: the creating rule for persons this message created."""
-    links: dict[tuple[uuid.UUID, str], str] = {}
+    links: dict[tuple[uuid.UUID, MessagePersonRole], PersonRule] = {}
     for role, address in roles:
         canonical = context.canonical(address.address)
         person_id = found.get(canonical)
@@ -709,11 +712,11 @@ def _people_links(
     return links
 
 
-def _links_parameters(links: dict[tuple[uuid.UUID, str], str]) -> dict[str, object]:
+def _links_parameters(links: dict[tuple[uuid.UUID, MessagePersonRole], PersonRule]) -> dict[str, object]:
     return {
         "person_ids": [person_id for person_id, _ in links],
-        "roles": [role for _, role in links],
-        "rules": list(links.values()),
+        "roles": [role.value for _, role in links],
+        "rules": [rule.value for rule in links.values()],
     }
 
 
@@ -801,7 +804,7 @@ def _announce(
     account_id: uuid.UUID,
     message: Message,
     created: dict[str, uuid.UUID],
-    rule: str | None,
+    rule: PersonRule | None,
     decision: DealDecision,
 ) -> None:
     """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""
@@ -812,7 +815,7 @@ def _announce(
             PersonCreated(
                 person_id=person_id,
                 addresses=[address],
-                created_from="email",
+                created_from=CreatedFrom.email,
                 created_by_rule=rule,
                 created_by_message_id=message.id,
             ),
@@ -842,12 +845,12 @@ def _announce(
         )
 
 
-def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[str, Address]]:
-    roles: list[tuple[str, Address]] = []
+def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[MessagePersonRole, Address]]:
+    roles: list[tuple[MessagePersonRole, Address]] = []
     if parsed.sender is not None:
-        roles.append(("from", parsed.sender))
-    roles.extend(("to", address) for address in parsed.to)
-    roles.extend(("cc", address) for address in parsed.cc)
+        roles.append((MessagePersonRole.from_, parsed.sender))
+    roles.extend((MessagePersonRole.to, address) for address in parsed.to)
+    roles.extend((MessagePersonRole.cc, address) for address in parsed.cc)
     return [(role, a) for role, a in roles if not context.is_internal(a.address)]
 
 

@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.broker import ActorName, Queue, deal_recur
 from shared.db import transaction
-from shared.models import Deal, DealEvent, DealStatus, Stage
+from shared.models import Deal, DealEvent, DealEventType, DealRecurrence, DealStatus, Stage
 
 log = structlog.get_logger(__name__)
 
-MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+MONTHS = {DealRecurrence.monthly: 1, DealRecurrence.quarterly: 3, DealRecurrence.yearly: 12}
 RECURRENCE_ACTOR = {"kind": "matcher", "name": "Mailroom recurring deals", "rule": "recurrence"}
 
 
@@ -62,7 +62,7 @@ def next_period(deal: Deal) -> Period | None:
 def _candidates() -> Any:
     successor = aliased(Deal)
     return select(Deal).where(
-        Deal.status == DealStatus.won.value,
+        Deal.status == DealStatus.won,
         Deal.recurrence.is_not(None),
         Deal.deleted_at.is_(None),
         ~exists().where(successor.account_id == Deal.account_id, successor.recurs_from_deal_id == Deal.id),
@@ -116,7 +116,7 @@ class Recurrences:
                     DealEvent(
                         account_id=deal.account_id,
                         deal_id=successor.id,
-                        type="created",
+                        type=DealEventType.created,
                         data={
                             "title": successor.title,
                             "status": successor.status,
@@ -146,7 +146,7 @@ def _successor(session: Session, deal: Deal, period: Period) -> Deal:
         title=deal.title,
         person_id=deal.person_id,
         organization_id=deal.organization_id,
-        status=DealStatus.open.value,
+        status=DealStatus.open,
         value=deal.value,
         currency=deal.currency,
         pipeline_id=deal.pipeline_id,

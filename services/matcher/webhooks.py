@@ -174,10 +174,10 @@ class WebhookSender:
             delivery.last_status_code = attempt.status_code
             delivery.last_error = attempt.error
             if attempt.ok:
-                delivery.status = WebhookDeliveryStatus.succeeded.value
+                delivery.status = WebhookDeliveryStatus.succeeded
                 delivery.delivered_at = now
             elif attempt.permanent or attempts >= self.settings.max_attempts:
-                delivery.status = WebhookDeliveryStatus.failed.value
+                delivery.status = WebhookDeliveryStatus.failed
             else:
                 retry_in = backoff_seconds(self.settings, attempts)
                 delivery.next_attempt_at = now + timedelta(seconds=retry_in)

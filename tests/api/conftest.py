@@ -21,11 +21,17 @@ from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import upgrade
 from shared.models import (
     Attachment,
+    Direction,
     Disambiguation,
+    DisambiguationStatus,
     InboundMessage,
+    InboundStatus,
     Message,
+    MessageKind,
     MessagePerson,
+    MessagePersonRole,
     Thread,
+    ThreadDealRule,
 )
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
 from tests.support.servers import checkout_database_name, database_url, postgres_admin_url, recreate_database, redis_url
@@ -122,7 +128,9 @@ class MailStore:
     tenant: Tenant
     clock: datetime = field(default_factory=lambda: datetime(2026, 11, 1, 9, 0, tzinfo=UTC))
 
-    def thread(self, subject: str = "Hello", *, deal_id: str | None = None, deal_rule: str | None = None) -> str:
+    def thread(
+        self, subject: str = "Hello", *, deal_id: str | None = None, deal_rule: ThreadDealRule | None = None
+    ) -> str:
         with transaction(self.sessions) as session:
             thread = Thread(
                 account_id=self.tenant.account_id,
@@ -144,7 +152,7 @@ class MailStore:
         html: str | None = None,
         sender: tuple[str | None, str] = ("Jane Doe", "jane@customer.example"),
         to: list[dict[str, Any]] | None = None,
-        persons: list[tuple[str, str]] = (),  # type: ignore[assignment]  # (person_id, role)
+        persons: list[tuple[str, MessagePersonRole]] = (),  # type: ignore[assignment]  # (person_id, role)
         attachments: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
         user_id: uuid.UUID | None = None,
         sent_at: datetime | None = None,
@@ -174,12 +182,12 @@ class MailStore:
                 to=to if to is not None else [{"name": "Sam Seller", "address": self.tenant.user_email}],
                 cc=[],
                 sent_at=sent,
-                direction="inbound",
+                direction=Direction.inbound,
                 text_body=text,
                 html_body=html,
                 new_text=new_text,
                 defects=[],
-                kind="contact",
+                kind=MessageKind.contact,
             )
             session.add(message)
             session.flush()
@@ -211,7 +219,7 @@ class MailStore:
                     envelope_to=self.tenant.bcc_address,
                     raw=raw_bytes,
                     size=len(raw_bytes),
-                    status="processed",
+                    status=InboundStatus.processed,
                     attempts=0,
                     message_id=message.id,
                 )
@@ -228,7 +236,7 @@ class MailStore:
                 thread_id=uuid.UUID(thread_id),
                 user_id=self.tenant.user_id,
                 candidates=[{"deal_id": deal_id, "reasons": reasons} for deal_id, reasons in candidates],
-                status="pending",
+                status=DisambiguationStatus.pending,
             )
             session.add(item)
             session.flush()
@@ -243,7 +251,7 @@ class MailStore:
                 envelope_to=self.tenant.bcc_address,
                 raw=raw,
                 size=len(raw),
-                status="held",
+                status=InboundStatus.held,
                 hold_reason=reason,
                 attempts=1,
             )

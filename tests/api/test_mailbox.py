@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from shared.models import MessagePersonRole, ThreadDealRule
 from tests.api.conftest import MailStore, collect, sha256
 from tests.conftest import Tenant
 from tests.support.stack import Stack, make_mail, send, wait_for
@@ -37,13 +38,21 @@ def test_threads_filter_by_person_organization_deal_user_date_and_text(api: http
     colleague = api.post("/v1/users", json={"email": f"c.{uuid.uuid4().hex[:6]}@acme.example"}).json()
 
     old = datetime(2026, 1, 10, tzinfo=UTC)
-    with_jane = mail.thread("Proposal", deal_id=deal["id"], deal_rule="single-open-deal")
+    with_jane = mail.thread("Proposal", deal_id=deal["id"], deal_rule=ThreadDealRule.single_open_deal)
     mail.message(
-        with_jane, subject="Proposal", text="the quarterly proposal", persons=[(jane["id"], "from")], sent_at=old
+        with_jane,
+        subject="Proposal",
+        text="the quarterly proposal",
+        persons=[(jane["id"], MessagePersonRole.from_)],
+        sent_at=old,
     )
     with_bob = mail.thread("Lunch")
     mail.message(
-        with_bob, subject="Lunch", text="see you", persons=[(bob["id"], "to")], user_id=uuid.UUID(colleague["id"])
+        with_bob,
+        subject="Lunch",
+        text="see you",
+        persons=[(bob["id"], MessagePersonRole.to)],
+        user_id=uuid.UUID(colleague["id"]),
     )
 
     def ids(**params: object) -> set[str]:
@@ -103,7 +112,7 @@ def test_thread_with_messages_in_order_and_message_details(api: httpx.Client, ma
         thread,
         subject="Plan",
         sent_at=datetime(2026, 3, 1, tzinfo=UTC),
-        persons=[(jane["id"], "from")],
+        persons=[(jane["id"], MessagePersonRole.from_)],
         to=[{"name": "Sam", "address": mail.tenant.user_email}, {"name": None, "address": "bob@other.example"}],
     )
     body = api.get(f"/v1/threads/{thread}").json()
@@ -212,7 +221,9 @@ def test_files_of_person_organization_and_deal(api: httpx.Client, mail: MailStor
     ).json()
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": jane["id"]}).json()
     thread = mail.thread("Docs")
-    mail.message(thread, persons=[(jane["id"], "from")], attachments=[("a.pdf", "application/pdf", PDF)])
+    mail.message(
+        thread, persons=[(jane["id"], MessagePersonRole.from_)], attachments=[("a.pdf", "application/pdf", PDF)]
+    )
     mail.message(mail.thread("Other"), attachments=[("b.pdf", "application/pdf", PDF)])
 
     person_files = api.get(f"/v1/persons/{jane['id']}/files").json()["data"]

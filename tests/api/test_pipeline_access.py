@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from shared.models import MessagePersonRole, ThreadDealRule
 from tests.api.conftest import MailStore, client
 from tests.api.test_access import _needs_admin
 from tests.api.world import World, app_routes, build_world, sample_body, send
@@ -126,8 +127,8 @@ def test_a_private_deal_is_seen_by_its_owner_only(api_stack: Stack, api: httpx.C
         note = mine.post(
             "/v1/notes", json={"content": "Confidential", "deal_id": deal["id"], "person_id": person["id"]}
         )
-        thread = mail.thread("Board seat", deal_id=deal["id"], deal_rule="sub-address")
-        message = mail.message(thread, subject="Board seat", persons=[(person["id"], "from")])
+        thread = mail.thread("Board seat", deal_id=deal["id"], deal_rule=ThreadDealRule.sub_address)
+        message = mail.message(thread, subject="Board seat", persons=[(person["id"], MessagePersonRole.from_)])
 
         assert mine.get(f"/v1/deals/{deal['id']}").status_code == 200
         assert theirs.get(f"/v1/deals/{deal['id']}").status_code == 404
@@ -141,7 +142,7 @@ def test_a_private_deal_is_seen_by_its_owner_only(api_stack: Stack, api: httpx.C
         assert deal["id"] not in theirs.get("/v1/deals").text
         assert thread not in theirs.get("/v1/threads", params={"q": "Board"}).text
         # A thread with the other user's own mail stays theirs to read, but does not say which hidden deal it is on.
-        own_thread = mail.thread("Board seat, my notes", deal_id=deal["id"], deal_rule="sub-address")
+        own_thread = mail.thread("Board seat, my notes", deal_id=deal["id"], deal_rule=ThreadDealRule.sub_address)
         own_message = mail.message(own_thread, subject="My notes", user_id=uuid.UUID(other["id"]))
         seen = theirs.get(f"/v1/threads/{own_thread}")
         assert seen.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from shared.models import MessagePersonRole, ThreadDealRule
 from tests.api.conftest import MailStore
 
 STANDARD = ["New", "Qualified", "Proposal", "Negotiation", "Won", "Lost"]
@@ -97,8 +98,8 @@ def test_deleting_a_deal_keeps_its_history(api: httpx.Client, mail: MailStore) -
     deal = api.post("/v1/deals", json={"title": "Rollout", "person_id": person["id"]}).json()
     api.post("/v1/activities", json={"type": "call", "subject": "Kick-off", "deal_id": deal["id"]})
     api.post("/v1/notes", json={"content": "Signed off by legal", "deal_id": deal["id"]})
-    thread = mail.thread("Rollout", deal_id=deal["id"], deal_rule="single-open-deal")
-    message = mail.message(thread, subject="Rollout", persons=[(person["id"], "from")])
+    thread = mail.thread("Rollout", deal_id=deal["id"], deal_rule=ThreadDealRule.single_open_deal)
+    message = mail.message(thread, subject="Rollout", persons=[(person["id"], MessagePersonRole.from_)])
 
     assert api.delete(f"/v1/deals/{deal['id']}").status_code == 204
     assert api.delete(f"/v1/deals/{deal['id']}").status_code == 204  # idempotent

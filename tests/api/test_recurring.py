@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.matcher.recurring import Recurrences, add_months
 from shared.broker import make_broker
 from shared.db import transaction
-from shared.models import Deal, DealStatus, Organization
+from shared.models import CreatedFrom, Deal, DealStatus, Organization
 from tests.conftest import Infra, new_tenant
 from tests.support.stack import wait_for
 
@@ -100,14 +100,14 @@ def recurrences(infra: Infra, quiet_sessions: sessionmaker[Session]) -> Iterator
 def test_racing_workers_open_one_successor(recurrences: Recurrences, quiet_sessions: sessionmaker[Session]) -> None:
     tenant = new_tenant(quiet_sessions)
     with transaction(quiet_sessions) as session:
-        organization = Organization(account_id=tenant.account_id, name="Initech", created_from="api")
+        organization = Organization(account_id=tenant.account_id, name="Initech", created_from=CreatedFrom.api)
         session.add(organization)
         session.flush()
         deal = Deal(
             account_id=tenant.account_id,
             title="Initech support",
             organization_id=organization.id,
-            status=DealStatus.won.value,
+            status=DealStatus.won,
             won_at=datetime(2026, 5, 15, tzinfo=UTC),
             value=Decimal("100.00"),
             currency="USD",
@@ -139,7 +139,7 @@ def test_racing_workers_open_one_successor(recurrences: Recurrences, quiet_sessi
     # The day before the period begins, nothing is due.
     with transaction(quiet_sessions) as session:
         later = session.get_one(Deal, successor.id)
-        later.status = DealStatus.won.value
+        later.status = DealStatus.won
         later.won_at = datetime(2026, 8, 20, tzinfo=UTC)
     assert recurrences.recur(successor.id, today=date(2026, 11, 14)) == "not-due"
     assert recurrences.recur(successor.id, today=date(2026, 11, 15)) == "created"

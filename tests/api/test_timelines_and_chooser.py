@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from shared.models import MessagePersonRole
 from tests.api.conftest import MailStore, collect
 
 
@@ -25,7 +26,7 @@ def test_timelines_merge_mail_activities_and_deal_events_newest_first(api: httpx
         subject="Proposal",
         text="> old quote\nFull text",
         new_text="Here is the proposal",
-        persons=[(jane["id"], "from")],
+        persons=[(jane["id"], MessagePersonRole.from_)],
         attachments=[("p.pdf", "application/pdf", b"%PDF")],
         sent_at=datetime(2026, 6, 1, tzinfo=UTC),
     )
@@ -57,7 +58,7 @@ def test_timeline_pages_are_exact(api: httpx.Client, mail: MailStore) -> None:
     thread = mail.thread("Many")
     same = datetime(2026, 2, 2, tzinfo=UTC)
     for n in range(5):
-        mail.message(thread, persons=[(jane["id"], "to")], sent_at=same if n < 3 else None)
+        mail.message(thread, persons=[(jane["id"], MessagePersonRole.to)], sent_at=same if n < 3 else None)
     for n in range(4):
         api.post("/v1/activities", json={"type": "task", "subject": f"T{n}", "person_id": jane["id"]})
     entries = collect(api, f"/v1/persons/{jane['id']}/timeline", limit=2)
@@ -72,7 +73,7 @@ def test_resolving_a_disambiguation_links_the_whole_thread(api: httpx.Client, ma
     second = api.post("/v1/deals", json={"title": "Support", "person_id": jane["id"]}).json()
     thread = mail.thread("Renewal")
     for _ in range(3):
-        mail.message(thread, persons=[(jane["id"], "from")])
+        mail.message(thread, persons=[(jane["id"], MessagePersonRole.from_)])
     question = mail.disambiguation(
         thread, [(first["id"], ["open deal of Jane"]), (second["id"], ["open deal of Jane"])]
     )

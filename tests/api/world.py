@@ -17,6 +17,7 @@ import httpx
 from fastapi.routing import iter_route_contexts
 
 from services.api.app import create_app
+from shared.models import MessagePersonRole, ThreadDealRule
 from shared.settings import Settings
 from tests.api.conftest import MailStore
 
@@ -106,11 +107,11 @@ def build_world(api: httpx.Client, mail: MailStore) -> World:
     lead = ok(api.post("/v1/leads", json={"name": "Lee Lead", "email": f"{unique('lee')}@prospect.example"}))
     note = ok(api.post("/v1/notes", json={"content": "Prefers e-mail", "deal_id": deal["id"], "lead_id": lead["id"]}))
     activity_type = ok(api.post("/v1/activity-types", json={"key": unique_key("demo"), "name": "Demo"}))
-    thread_id = mail.thread("Rollout plan", deal_id=deal["id"], deal_rule="single-open-deal")
+    thread_id = mail.thread("Rollout plan", deal_id=deal["id"], deal_rule=ThreadDealRule.single_open_deal)
     message_id = mail.message(
         thread_id,
         subject="Rollout plan",
-        persons=[(person["id"], "from")],
+        persons=[(person["id"], MessagePersonRole.from_)],
         attachments=[("logo.png", "image/png", PNG)],
     )
     attachment = ok(api.get(f"/v1/messages/{message_id}"))["attachments"][0]

@@ -14,12 +14,12 @@ import pytest
 from services.matcher.authentication import (
     SenderAuthConfig,
     SenderAuthentication,
-    Summary,
     aligned,
     authenticate,
     client_ip_of,
     nameserver,
 )
+from shared.models import AuthSummary
 from tests.support.dns_zone import DnsServer, SigningKey, Zone, dns_server, new_signing_key
 from tests.support.stack import make_mail, wire_bytes
 
@@ -62,7 +62,7 @@ def test_a_valid_signature_of_the_from_domain_passes_dmarc(server: DnsServer, ke
     assert [(c.result, c.domain, c.selector) for c in result.dkim] == [("pass", "acme.example", "k1")]
     assert result.spf.result == "fail"
     assert (result.dmarc, result.dmarc_policy) == ("pass", "quarantine")
-    assert result.summary is Summary.passed
+    assert result.summary is AuthSummary.passed
     assert result.authenticates("acme.example")
     assert result.authenticates("sales.acme.example")  # relaxed alignment: same organizational domain
     assert not result.authenticates("acme-holding.example")
@@ -75,7 +75,7 @@ def test_an_altered_body_fails_the_signature(server: DnsServer, key: SigningKey)
     )
     assert [c.result for c in result.dkim] == ["fail"]
     assert result.dmarc == "fail"
-    assert result.summary is Summary.failed
+    assert result.summary is AuthSummary.failed
     assert "DKIM fail (acme.example)" in result.describe()
 
 
@@ -88,7 +88,7 @@ def test_a_signature_of_another_domain_does_not_align(server: DnsServer) -> None
         result = authenticate(raw, envelope_from="", client_ip=None, helo=None, config=config(other_server))
     assert [(c.result, c.domain) for c in result.dkim] == [("pass", "mailer.example")]
     assert not result.authenticates("acme.example")
-    assert result.summary is Summary.none  # nothing failed, nothing aligned, no DMARC record served here
+    assert result.summary is AuthSummary.none  # nothing failed, nothing aligned, no DMARC record served here
 
 
 def test_spf_follows_includes_and_reports_softfail(server: DnsServer) -> None:
@@ -97,13 +97,13 @@ def test_spf_follows_includes_and_reports_softfail(server: DnsServer) -> None:
         raw, envelope_from="sam@acme.example", client_ip="198.51.100.7", helo="p.example", config=config(server)
     )
     assert via_provider.spf.result == "pass"
-    assert via_provider.summary is Summary.passed
+    assert via_provider.summary is AuthSummary.passed
 
     elsewhere = authenticate(
         raw, envelope_from="sam@acme.example", client_ip="203.0.113.9", helo="p.example", config=config(server)
     )
     assert elsewhere.spf.result == "fail"  # -all wins: the include's ~all only says "not matched" there
-    assert elsewhere.summary is Summary.failed
+    assert elsewhere.summary is AuthSummary.failed
 
 
 def test_strict_spf_alignment_requires_the_exact_domain(server: DnsServer) -> None:
@@ -158,7 +158,7 @@ def test_an_unanswering_resolver_gives_temporary_errors_within_the_budget(key: S
     assert result.spf.result == "temperror"
     assert [c.result for c in result.dkim] == ["temperror"]
     assert result.had_temporary_error
-    assert result.summary is Summary.none
+    assert result.summary is AuthSummary.none
     assert elapsed < 10  # a hang detector, not a speed target: the budget is 1 s
 
 
@@ -171,12 +171,12 @@ def test_a_trusted_relays_results_are_used_and_others_are_ignored(server: DnsSer
     cfg = config(server, trusted_relays=(ipaddress.ip_network("10.1.0.0/16"),))
     believed = authenticate(raw, envelope_from="sam@acme.example", client_ip="10.1.2.3", helo="r", config=cfg)
     assert believed.source == "trusted relay 10.1.2.3 (relay.example)"
-    assert believed.summary is Summary.passed
+    assert believed.summary is AuthSummary.passed
 
     ignored = authenticate(raw, envelope_from="sam@acme.example", client_ip="203.0.113.5", helo="r", config=cfg)
     assert ignored.source == "verified"
     assert ignored.dkim == ()
-    assert ignored.summary is Summary.failed  # SPF fails for 203.0.113.5; the header changed nothing
+    assert ignored.summary is AuthSummary.failed  # SPF fails for 203.0.113.5; the header changed nothing
 
     wrong_id = config(server, trusted_relays=cfg.trusted_relays, trusted_authserv_ids=frozenset({"mx.ours.example"}))
     verified = authenticate(raw, envelope_from="sam@acme.example", client_ip="10.1.2.3", helo="r", config=wrong_id)

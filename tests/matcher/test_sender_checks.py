@@ -45,7 +45,7 @@ def reprocess(sessions: sessionmaker[Session], inbound_id: uuid.UUID) -> None:
     """What `POST /v1/held-messages/{id}/reprocess` does to the row."""
     with transaction(sessions) as session:
         session.execute(
-            update(InboundMessage).where(InboundMessage.id == inbound_id).values(status=InboundStatus.received.value)
+            update(InboundMessage).where(InboundMessage.id == inbound_id).values(status=InboundStatus.received)
         )
 
 

@@ -28,7 +28,7 @@ def store_inbound(
             envelope_to=bcc_address,
             raw=raw,
             size=len(raw),
-            status=InboundStatus.received.value,
+            status=InboundStatus.received,
             attempts=0,
         )
         session.add(inbound)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -14,7 +14,7 @@ from services.api.deps import Caller, CurrentCaller, DbSession, filter_id, parse
 from services.api.mailbox.render import thread_summaries
 from services.api.mailbox.service import get_thread
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
-from shared.models import Disambiguation
+from shared.models import Disambiguation, DisambiguationStatus
 
 router = APIRouter(prefix="/v1/disambiguations", tags=["deal chooser"])
 
@@ -25,7 +25,7 @@ def list_disambiguations(
     session: DbSession,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    status: Literal["pending", "resolved"] | None = "pending",
+    status: DisambiguationStatus | None = DisambiguationStatus.pending,
     user_id: Annotated[
         str | None, Query(description="Only this user's questions; `me` for the token's own user.")
     ] = None,
@@ -71,7 +71,7 @@ def _out(session: Session, caller: Caller, items: list[Disambiguation]) -> list[
                     else CandidateDeal(
                         id=str(deal.id),
                         title=deal.title,
-                        status=deal.status,  # type: ignore[arg-type]  # stored from the DealStatus enum
+                        status=deal.status,
                         value=deal.value,
                         currency=deal.currency,
                         person_id=sid(deal.person_id),
@@ -82,7 +82,7 @@ def _out(session: Session, caller: Caller, items: list[Disambiguation]) -> list[
         result.append(
             DisambiguationOut(
                 id=str(item.id),
-                status=item.status,  # type: ignore[arg-type]  # "pending" or "resolved"
+                status=item.status,
                 user_id=sid(item.user_id),
                 thread=thread,
                 candidates=candidates,

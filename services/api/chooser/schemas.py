@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
 from services.api.mailbox.schemas import ThreadSummary
+from shared.models import DealStatus, DisambiguationStatus
 
 
 class CandidateDeal(BaseModel):
     id: str
     title: str
-    status: Literal["open", "won", "lost"]
+    status: DealStatus
     value: Decimal | None
     currency: str | None
     person_id: str | None
@@ -28,7 +28,7 @@ class Candidate(BaseModel):
 
 class DisambiguationOut(BaseModel):
     id: str
-    status: Literal["pending", "resolved"]
+    status: DisambiguationStatus
     user_id: str | None = Field(description="The user who should choose.")
     thread: ThreadSummary
     candidates: list[Candidate]

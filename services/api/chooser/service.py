@@ -19,16 +19,13 @@ from services.api.mailbox.service import get_thread, thread_visible
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
 from shared.events import ThreadLinked, emit
-from shared.models import Deal, Disambiguation, Thread
-
-USER_CHOICE = "user-choice"
-USER_DECLINED = "user-declined"
+from shared.models import Deal, Disambiguation, DisambiguationStatus, Thread, ThreadDealRule
 
 
 def list_disambiguations(
     session: Session,
     caller: Caller,
-    status: str | None,
+    status: DisambiguationStatus | None,
     user_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
@@ -76,7 +73,7 @@ def resolve(
     session: Session, caller: Caller, disambiguation_id: uuid.UUID, deal_id: uuid.UUID | None
 ) -> Disambiguation:
     disambiguation = get_disambiguation(session, caller, disambiguation_id, for_update=True)
-    if disambiguation.status != "pending":
+    if disambiguation.status != DisambiguationStatus.pending:
         raise conflict("This question was already answered; change the thread's deal instead (PATCH the thread).")
     link_thread(session, caller, disambiguation.thread_id, deal_id)
     return disambiguation
@@ -101,7 +98,7 @@ def link_thread(session: Session, caller: Caller, thread_id: uuid.UUID, deal_id:
         raise invalid("deal_id", "no such deal in this account")
     previous = thread.deal_id
     thread.deal_id = deal_id
-    thread.deal_rule = USER_CHOICE if deal_id is not None else USER_DECLINED
+    thread.deal_rule = ThreadDealRule.user_choice if deal_id is not None else ThreadDealRule.user_declined
     thread.deal_linked_by_message_id = None
     now = datetime.now(UTC)
     for pending in session.scalars(
@@ -109,11 +106,11 @@ def link_thread(session: Session, caller: Caller, thread_id: uuid.UUID, deal_id:
         .where(
             Disambiguation.account_id == caller.account_id,
             Disambiguation.thread_id == thread.id,
-            Disambiguation.status == "pending",
+            Disambiguation.status == DisambiguationStatus.pending,
         )
         .with_for_update()
     ):
-        pending.status = "resolved"
+        pending.status = DisambiguationStatus.resolved
         pending.resolved_deal_id = deal_id
         pending.resolved_at = now
     emit(

@@ -21,8 +21,10 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
 from services.api.provenance import caller_actor, stamp_created, stamp_updated
 from shared.models import (
+    CustomFieldEntity,
     Deal,
     DealEvent,
+    DealEventType,
     DealStatus,
     DealVisibility,
     Organization,
@@ -44,7 +46,7 @@ class DealFilters:
     pipeline_id: uuid.UUID | None = None
     stage_id: uuid.UUID | None = None
     owner_user_id: uuid.UUID | None = None
-    status: str | None = None
+    status: DealStatus | None = None
     include_deleted: bool = False
     custom: Sequence[ColumnElement[bool]] = ()
 
@@ -88,7 +90,11 @@ def create_deal(session: Session, caller: Caller, body: DealIn) -> Deal:
     session.add(deal)
     session.flush()
     record_event(
-        session, caller, deal, "created", {"title": deal.title, "status": deal.status, **_snapshot(session, deal)}
+        session,
+        caller,
+        deal,
+        DealEventType.created,
+        {"title": deal.title, "status": deal.status, **_snapshot(session, deal)},
     )
     return deal
 
@@ -102,13 +108,13 @@ def update_deal(session: Session, caller: Caller, deal_id: uuid.UUID, body: Deal
     _validate(deal)
     after = {"title": deal.title, "status": deal.status, **_snapshot(session, deal)}
     changes = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
-    for kind, fields in (("status_changed", _STATUS_FIELDS), ("stage_changed", _MOVE_FIELDS)):
+    for kind, fields in ((DealEventType.status_changed, _STATUS_FIELDS), (DealEventType.stage_changed, _MOVE_FIELDS)):
         picked = {k: v for k, v in changes.items() if k in fields}
         if picked:
             record_event(session, caller, deal, kind, picked)
     rest = {k: v for k, v in changes.items() if k not in _STATUS_FIELDS | _MOVE_FIELDS}
     if rest:
-        record_event(session, caller, deal, "updated", rest)
+        record_event(session, caller, deal, DealEventType.updated, rest)
     if changes:
         stamp_updated(session, caller, deal)
     return deal
@@ -122,10 +128,10 @@ def delete_deal(session: Session, caller: Caller, deal_id: uuid.UUID) -> None:
         return
     deal.deleted_at = datetime.now(UTC)
     stamp_updated(session, caller, deal)
-    record_event(session, caller, deal, "deleted", {"title": deal.title, "status": deal.status})
+    record_event(session, caller, deal, DealEventType.deleted, {"title": deal.title, "status": deal.status})
 
 
-def record_event(session: Session, caller: Caller, deal: Deal, kind: str, data: dict[str, Any]) -> None:
+def record_event(session: Session, caller: Caller, deal: Deal, kind: DealEventType, data: dict[str, Any]) -> None:
     session.add(
         DealEvent(
             account_id=caller.account_id,
@@ -182,7 +188,7 @@ def _apply(session: Session, caller: Caller, deal: Deal, body: DealIn | DealPatc
     for field in ("value", "currency", "expected_close_date", "recurrence"):
         if field in given:
             setattr(deal, field, getattr(body, field))
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.deal, deal, body.custom_fields)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.deal, deal, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, deal, body.external_id)
 

@@ -20,7 +20,7 @@ from services.api.deps import Caller
 from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
 from services.api.provenance import stamp_created, stamp_updated
-from shared.models import Organization, OrganizationDomain
+from shared.models import CreatedFrom, CustomFieldEntity, Organization, OrganizationDomain
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def domains_of(session: Session, organizations: Sequence[Organization]) -> dict[
 
 
 def create_organization(session: Session, caller: Caller, body: OrganizationIn) -> Organization:
-    organization = Organization(account_id=caller.account_id, name=body.name, created_from="api")
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
+    organization = Organization(account_id=caller.account_id, name=body.name, created_from=CreatedFrom.api)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.organization, organization, body.custom_fields)
     claim_external_id(session, caller, organization, body.external_id)
     stamp_created(session, caller, organization)
     session.add(organization)
@@ -105,7 +105,7 @@ def update_organization(
         )
         current = set(domains_of(session, [organization])[organization.id])
         _add_domains(session, caller, organization, [d for d in wanted if d not in current])
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.organization, organization, body.custom_fields)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.organization, organization, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, organization, body.external_id)
     stamp_updated(session, caller, organization)

@@ -21,7 +21,7 @@ from services.api.problems import Problem, conflict, invalid, not_found
 from services.api.provenance import stamp_created, stamp_updated
 from shared.addresses import normalize_address
 from shared.events import PersonCreated, emit
-from shared.models import Organization, Person, PersonEmail
+from shared.models import CreatedFrom, CustomFieldEntity, Organization, OrganizationRule, Person, PersonEmail
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
         name=body.name,
         phone=body.phone,
         organization_id=reference(session, caller, Organization, body.organization_id, "organization_id"),
-        created_from="api",
+        created_from=CreatedFrom.api,
     )
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.person, person, body.custom_fields)
     claim_external_id(session, caller, person, body.external_id)
     stamp_created(session, caller, person)
     session.add(person)
@@ -111,7 +111,7 @@ def create_person(session: Session, caller: Caller, body: PersonIn) -> Person:
         PersonCreated(
             person_id=person.id,
             addresses=sorted({normalize_address(str(e)) for e in body.emails}),
-            created_from="api",
+            created_from=CreatedFrom.api,
         ),
     )
     return person
@@ -130,7 +130,7 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
         person.phone = body.phone
     if "organization_id" in given:
         person.organization_id = reference(session, caller, Organization, body.organization_id, "organization_id")
-        person.organization_rule = None if person.organization_id is None else "user"
+        person.organization_rule = None if person.organization_id is None else OrganizationRule.user
     if "emails" in given:
         wanted = list(dict.fromkeys(normalize_address(str(e)) for e in body.emails or []))
         session.execute(
@@ -140,7 +140,7 @@ def update_person(session: Session, caller: Caller, person_id: uuid.UUID, body: 
         add_emails(session, caller, person, [a for a in wanted if a not in current])
     if not person.phone and not emails_of(session, [person])[person.id]:
         raise needs_email_or_phone("this person", "emails")
-    custom_fields.apply(session, caller.account_id, custom_fields.Entity.person, person, body.custom_fields)
+    custom_fields.apply(session, caller.account_id, CustomFieldEntity.person, person, body.custom_fields)
     if "external_id" in given:
         claim_external_id(session, caller, person, body.external_id)
     stamp_updated(session, caller, person)

@@ -99,7 +99,7 @@ def add_relation(
         account_id=caller.account_id,
         organization_id=first,
         related_organization_id=second,
-        kind=kind.value,
+        kind=kind,
         created_by=caller_actor(session, caller),
     )
     session.add(row)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
@@ -44,7 +44,18 @@ from services.api.custom_fields import service as custom_fields
 from services.api.deps import AppSettings, Caller, CurrentCaller, DbSession, filter_id, parse_id
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.provenance import actor_out, created_by_of
-from shared.models import Activity, ActivityType, Deal, Note, Organization, Person, Pipeline, Stage
+from shared.models import (
+    Activity,
+    ActivityType,
+    CustomFieldEntity,
+    Deal,
+    DealStatus,
+    Note,
+    Organization,
+    Person,
+    Pipeline,
+    Stage,
+)
 
 router = APIRouter(prefix="/v1")
 
@@ -77,7 +88,7 @@ def list_persons(
         organization_id=filter_id(organization_id),
         q=q,
         include_deleted=include_deleted,
-        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.person, request.query_params),
+        custom=custom_fields.filters(session, caller.account_id, CustomFieldEntity.person, request.query_params),
     )
     rows, next_cursor = persons.list_persons(session, caller, filters, cursor, limit)
     return Page[PersonOut](data=_persons(session, rows), next_cursor=next_cursor)
@@ -152,9 +163,7 @@ def list_organizations(
         domain=domain,
         q=q,
         include_deleted=include_deleted,
-        custom=custom_fields.filters(
-            session, caller.account_id, custom_fields.Entity.organization, request.query_params
-        ),
+        custom=custom_fields.filters(session, caller.account_id, CustomFieldEntity.organization, request.query_params),
     )
     rows, next_cursor = organizations.list_organizations(session, caller, filters, cursor, limit)
     return Page[OrganizationOut](data=_organizations(session, rows), next_cursor=next_cursor)
@@ -387,7 +396,7 @@ def list_deals(
     pipeline_id: str | None = None,
     stage_id: str | None = None,
     owner_user_id: str | None = None,
-    status: Literal["open", "won", "lost"] | None = None,
+    status: DealStatus | None = None,
     include_deleted: IncludeDeleted = False,
 ) -> Page[DealOut]:
     """The deals the token may see (user-bound tokens: pipelines they have access to, and no one else's private
@@ -400,7 +409,7 @@ def list_deals(
         owner_user_id=filter_id(owner_user_id),
         status=status,
         include_deleted=include_deleted,
-        custom=custom_fields.filters(session, caller.account_id, custom_fields.Entity.deal, request.query_params),
+        custom=custom_fields.filters(session, caller.account_id, CustomFieldEntity.deal, request.query_params),
     )
     rows, next_cursor = deals.list_deals(session, caller, filters, cursor, limit)
     return Page[DealOut](data=_deals(session, caller, settings, rows), next_cursor=next_cursor)
@@ -450,14 +459,14 @@ def _deal(deal: Deal, bcc_address: str | None) -> DealOut:
         organization_id=sid(deal.organization_id),
         pipeline_id=sid(deal.pipeline_id),
         stage_id=sid(deal.stage_id),
-        status=deal.status,  # type: ignore[arg-type]  # stored from the DealStatus enum
+        status=deal.status,
         value=deal.value,
         currency=deal.currency,
         expected_close_date=deal.expected_close_date,
         won_at=deal.won_at,
         lost_at=deal.lost_at,
         owner_user_id=sid(deal.owner_user_id),
-        visibility=deal.visibility,  # type: ignore[arg-type]  # stored from the DealVisibility enum
+        visibility=deal.visibility,
         bcc_address=bcc_address,
         deleted_at=deal.deleted_at,
         created_at=deal.created_at,
@@ -466,7 +475,7 @@ def _deal(deal: Deal, bcc_address: str | None) -> DealOut:
         updated_at=deal.updated_at,
         custom_fields=deal.custom_fields,
         external_id=deal.external_id,
-        recurrence=deal.recurrence,  # type: ignore[arg-type]  # validated on the way in
+        recurrence=deal.recurrence,
         recurs_from_deal_id=sid(deal.recurs_from_deal_id),
     )
 

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, Field
 
 from services.api.common import Schema
 from services.api.provenance import Actor
+from shared.models import CreatedFrom, DealRecurrence, DealStatus, DealVisibility, OrganizationRule, PersonRule
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 
@@ -48,8 +49,6 @@ Phone = Annotated[str, Field(min_length=1, max_length=50)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR.")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Position = Annotated[int, Field(ge=0, le=1_000_000)]
-DealStatusLiteral = Literal["open", "won", "lost"]
-VisibilityLiteral = Literal["shared", "private"]
 Ref = Annotated[str, Field(max_length=100, description="An id of this account.")]
 CustomValues = Annotated[
     dict[str, Any],
@@ -62,7 +61,6 @@ CustomValues = Annotated[
 ExternalId = Annotated[
     str, Field(min_length=1, max_length=200, description="The record's id in another system; unique per account.")
 ]
-Recurrence = Literal["monthly", "quarterly", "yearly"]
 Probability = Annotated[
     int, Field(ge=0, le=100, description="Percent chance a deal in this stage is won; weights the forecast.")
 ]
@@ -95,8 +93,8 @@ class PersonOut(BaseModel):
     emails: list[str]
     phone: str | None
     organization_id: str | None
-    created_from: str = Field(description="`api` or `email`.")
-    created_by_rule: str | None = Field(description="For persons made from e-mail: the matcher rule.")
+    created_from: CreatedFrom = Field(description="`api`, `email` or `lead`.")
+    created_by_rule: PersonRule | None = Field(description="For persons made from e-mail: the matcher rule.")
     created_by_message_id: str | None = Field(description="…and the message that made it.")
     deleted_at: datetime | None = Field(description="Deleted persons keep their history and are never re-created.")
     created_at: datetime
@@ -128,8 +126,8 @@ class OrganizationOut(BaseModel):
     id: str
     name: str
     domains: list[str]
-    created_from: str
-    created_by_rule: str | None
+    created_from: CreatedFrom
+    created_by_rule: OrganizationRule | None
     created_by_message_id: str | None
     deleted_at: datetime | None
     created_at: datetime
@@ -202,17 +200,17 @@ class DealIn(Schema):
     organization_id: Ref | None = None
     pipeline_id: Ref | None = None
     stage_id: Ref | None = Field(default=None, description="Sets the pipeline too, if omitted.")
-    status: DealStatusLiteral = "open"
+    status: DealStatus = DealStatus.open
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
     custom_fields: CustomValues | None = None
     external_id: ExternalId | None = None
-    recurrence: Recurrence | None = Field(
+    recurrence: DealRecurrence | None = Field(
         default=None, description="Once won, the next deal of the series opens when its period comes due."
     )
     owner_user_id: Ref | None = Field(default=None, description="Default: the token's user, if it has one.")
-    visibility: VisibilityLiteral = Field(default="shared", description="`private`: only the owner sees it.")
+    visibility: DealVisibility = Field(default=DealVisibility.shared, description="`private`: only the owner sees it.")
     won_at: AwareDatetime | None = Field(default=None, description="For imports; default: when it becomes won.")
     lost_at: AwareDatetime | None = Field(default=None, description="For imports; default: when it becomes lost.")
 
@@ -223,17 +221,17 @@ class DealPatch(Schema):
     organization_id: Ref | None = None
     pipeline_id: Ref | None = None
     stage_id: Ref | None = None
-    status: DealStatusLiteral | None = None
+    status: DealStatus | None = None
     value: Money | None = None
     currency: Currency | None = None
     expected_close_date: date | None = None
     custom_fields: CustomValues | None = None
     external_id: ExternalId | None = None
-    recurrence: Recurrence | None = Field(
+    recurrence: DealRecurrence | None = Field(
         default=None, description="Once won, the next deal of the series opens when its period comes due."
     )
     owner_user_id: Ref | None = None
-    visibility: VisibilityLiteral | None = None
+    visibility: DealVisibility | None = None
     won_at: AwareDatetime | None = None
     lost_at: AwareDatetime | None = None
 
@@ -245,14 +243,14 @@ class DealOut(BaseModel):
     organization_id: str | None
     pipeline_id: str | None
     stage_id: str | None
-    status: DealStatusLiteral
+    status: DealStatus
     value: Decimal | None
     currency: str | None
     expected_close_date: date | None
     won_at: datetime | None
     lost_at: datetime | None
     owner_user_id: str | None
-    visibility: VisibilityLiteral
+    visibility: DealVisibility
     bcc_address: str | None = Field(
         description="Mail BCC'd to this address lands on the deal: the caller's (or the owner's) Smart-BCC address "
         "with `+deal-<id>`; null without an owner, and for account tokens below `admin`."
@@ -261,7 +259,7 @@ class DealOut(BaseModel):
     created_at: datetime
     custom_fields: dict[str, Any]
     external_id: str | None
-    recurrence: Recurrence | None
+    recurrence: DealRecurrence | None
     recurs_from_deal_id: str | None = Field(description="The deal of the series this one follows.")
     created_by: Actor | None = Field(description="Who created it: a user, an integration (token) or the matcher.")
     updated_by: Actor | None = Field(description="Who changed it last.")

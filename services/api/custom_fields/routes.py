@@ -6,16 +6,16 @@ from fastapi import APIRouter, Response, status
 
 from services.api.common import Page
 from services.api.custom_fields import service
-from services.api.custom_fields.schemas import CustomFieldIn, CustomFieldOut, CustomFieldPatch, EntityLiteral
+from services.api.custom_fields.schemas import CustomFieldIn, CustomFieldOut, CustomFieldPatch
 from services.api.deps import CurrentCaller, DbSession, parse_id
-from shared.models import CustomFieldDefinition
+from shared.models import CustomFieldDefinition, CustomFieldEntity
 
 router = APIRouter(prefix="/v1/custom-fields", tags=["custom fields"])
 
 
 @router.get("", response_model=Page[CustomFieldOut])
 def list_custom_fields(
-    caller: CurrentCaller, session: DbSession, entity: EntityLiteral | None = None
+    caller: CurrentCaller, session: DbSession, entity: CustomFieldEntity | None = None
 ) -> Page[CustomFieldOut]:
     """Every definition of the account (a short list: one page), by entity and key."""
     rows = service.list_definitions(session, caller.account_id, entity)
@@ -50,10 +50,10 @@ def delete_custom_field(field_id: str, caller: CurrentCaller, session: DbSession
 def _out(definition: CustomFieldDefinition) -> CustomFieldOut:
     return CustomFieldOut(
         id=str(definition.id),
-        entity=definition.entity,  # type: ignore[arg-type]  # stored from the Entity enum
+        entity=definition.entity,
         key=definition.key,
         label=definition.label,
-        type=definition.type,  # type: ignore[arg-type]  # stored from the CustomFieldType enum
+        type=definition.type,
         options=list(definition.options),
         created_at=definition.created_at,
     )

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
+from shared.models import CustomFieldEntity, CustomFieldType
 
-EntityLiteral = Literal["deal", "person", "organization"]
-FieldTypeLiteral = Literal["text", "number", "date", "option"]
 Option = Field(min_length=1, max_length=200)
 
 
 class CustomFieldIn(Schema):
-    entity: EntityLiteral
+    entity: CustomFieldEntity
     key: str = Field(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
         description="Lower case letters, digits and `_`: the JSON key, the `custom.<key>` filter, the CSV column.",
     )
     label: str = Field(min_length=1, max_length=200)
-    type: FieldTypeLiteral
+    type: CustomFieldType
     options: list[str] = Field(default_factory=list, max_length=500, description="For `option`: the choices.")
 
 
@@ -34,9 +32,9 @@ class CustomFieldPatch(Schema):
 
 class CustomFieldOut(BaseModel):
     id: str
-    entity: EntityLiteral
+    entity: CustomFieldEntity
     key: str
     label: str
-    type: FieldTypeLiteral
+    type: CustomFieldType
     options: list[str]
     created_at: datetime

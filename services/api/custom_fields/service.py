@@ -7,7 +7,6 @@ numbers, dates as `YYYY-MM-DD` strings (which sort and compare as dates). A filt
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Mapping
 from datetime import date
@@ -19,22 +18,16 @@ from sqlalchemy.orm import Session
 
 from services.api.custom_fields.schemas import CustomFieldIn, CustomFieldPatch
 from services.api.problems import Problem, conflict, invalid, not_found
-from shared.models import CustomFieldDefinition, CustomFieldType, Deal, Organization, Person
+from shared.models import CustomFieldDefinition, CustomFieldEntity, CustomFieldType, Deal, Organization, Person
 
 FILTER_PREFIX = "custom."
 MAX_TEXT = 10_000
 
 
-class Entity(enum.StrEnum):
-    deal = "deal"
-    person = "person"
-    organization = "organization"
-
-
-MODELS: dict[Entity, type[Deal] | type[Person] | type[Organization]] = {
-    Entity.deal: Deal,
-    Entity.person: Person,
-    Entity.organization: Organization,
+MODELS: dict[CustomFieldEntity, type[Deal] | type[Person] | type[Organization]] = {
+    CustomFieldEntity.deal: Deal,
+    CustomFieldEntity.person: Person,
+    CustomFieldEntity.organization: Organization,
 }
 
 
@@ -42,16 +35,18 @@ class BadValueError(ValueError):
     """A value that does not fit its field; the message says why, in words for people."""
 
 
-def definitions(session: Session, account_id: uuid.UUID, entity: Entity) -> dict[str, CustomFieldDefinition]:
+def definitions(session: Session, account_id: uuid.UUID, entity: CustomFieldEntity) -> dict[str, CustomFieldDefinition]:
     rows = session.scalars(
         select(CustomFieldDefinition)
-        .where(CustomFieldDefinition.account_id == account_id, CustomFieldDefinition.entity == entity.value)
+        .where(CustomFieldDefinition.account_id == account_id, CustomFieldDefinition.entity == entity)
         .order_by(CustomFieldDefinition.key)
     ).all()
     return {row.key: row for row in rows}
 
 
-def list_definitions(session: Session, account_id: uuid.UUID, entity: str | None) -> list[CustomFieldDefinition]:
+def list_definitions(
+    session: Session, account_id: uuid.UUID, entity: CustomFieldEntity | None
+) -> list[CustomFieldDefinition]:
     query = select(CustomFieldDefinition).where(CustomFieldDefinition.account_id == account_id)
     if entity is not None:
         query = query.where(CustomFieldDefinition.entity == entity)
@@ -72,7 +67,7 @@ def get_definition(
 
 def create_definition(session: Session, account_id: uuid.UUID, body: CustomFieldIn) -> CustomFieldDefinition:
     options = _options(body.type, body.options)
-    if body.key in definitions(session, account_id, Entity(body.entity)):
+    if body.key in definitions(session, account_id, body.entity):
         raise conflict(f"There is already a {body.entity} field `{body.key}`.")
     definition = CustomFieldDefinition(
         account_id=account_id, entity=body.entity, key=body.key, label=body.label, type=body.type, options=options
@@ -98,7 +93,7 @@ def update_definition(
 def delete_definition(session: Session, account_id: uuid.UUID, definition_id: uuid.UUID) -> None:
     """The field goes, and with it every record's value for it."""
     definition = get_definition(session, account_id, definition_id, for_update=True)
-    model = MODELS[Entity(definition.entity)]
+    model = MODELS[definition.entity]
     session.execute(
         update(model)
         .where(model.account_id == account_id, model.custom_fields.has_key(definition.key))
@@ -107,7 +102,7 @@ def delete_definition(session: Session, account_id: uuid.UUID, definition_id: uu
     session.delete(definition)
 
 
-def _options(field_type: str, options: list[str]) -> list[str]:
+def _options(field_type: CustomFieldType, options: list[str]) -> list[str]:
     cleaned = list(dict.fromkeys(o.strip() for o in options if o.strip()))
     if field_type == CustomFieldType.option and not cleaned:
         raise invalid("options", "an option field needs at least one option")
@@ -171,7 +166,7 @@ def merged_values(
 def apply(
     session: Session,
     account_id: uuid.UUID,
-    entity: Entity,
+    entity: CustomFieldEntity,
     record: Deal | Person | Organization,
     given: Mapping[str, Any] | None,
 ) -> None:
@@ -191,7 +186,7 @@ def apply(
 
 
 def filters(
-    session: Session, account_id: uuid.UUID, entity: Entity, params: Mapping[str, str]
+    session: Session, account_id: uuid.UUID, entity: CustomFieldEntity, params: Mapping[str, str]
 ) -> list[ColumnElement[bool]]:
     """Conditions for the `custom.<key>=value` query parameters of a list."""
     wanted = {name[len(FILTER_PREFIX) :]: value for name, value in params.items() if name.startswith(FILTER_PREFIX)}

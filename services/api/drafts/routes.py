@@ -9,9 +9,9 @@ from fastapi import APIRouter, Body, Query, Response, status
 from services.api.common import Page, sid
 from services.api.deps import CurrentCaller, DbSession, filter_id, parse_id
 from services.api.drafts import service
-from services.api.drafts.schemas import AttemptOut, DraftIn, DraftOut, DraftPatch, DraftStatusLiteral, Rejection
+from services.api.drafts.schemas import AttemptOut, DraftIn, DraftOut, DraftPatch, Rejection
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
-from shared.models import Draft
+from shared.models import Draft, DraftStatus
 
 router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
 
@@ -24,7 +24,7 @@ def list_drafts(
     limit: Limit = DEFAULT_LIMIT,
     thread_id: str | None = None,
     user_id: Annotated[str | None, Query(description="Drafts sent as (and approved by) this user.")] = None,
-    status: DraftStatusLiteral | None = None,
+    status: DraftStatus | None = None,
 ) -> Page[DraftOut]:
     """Newest first. `status=pending_approval&user_id=…` is a user's approval queue."""
     filters = service.DraftFilters(thread_id=filter_id(thread_id), user_id=filter_id(user_id), status=status)
@@ -98,7 +98,7 @@ def _out(draft: Draft) -> DraftOut:
         in_reply_to=draft.in_reply_to,
         references=list(draft.references),
         message_id=draft.message_id_header,
-        status=draft.status,  # type: ignore[arg-type]  # stored from the DraftStatus enum
+        status=draft.status,
         submitted_at=draft.submitted_at,
         decided_at=draft.decided_at,
         decided_by_user_id=sid(draft.decided_by_user_id),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.api.common import Schema
+from shared.models import DraftStatus
 
 # One address, as a mail client takes it. Not EmailStr: that refuses special-use domains such as the Smart-BCC
 # domain of a test or on-premise installation (bcc.mailroom.localhost), which a user may well BCC.
@@ -24,7 +25,6 @@ def _address(value: str) -> str:
 
 
 Recipient = Annotated[str, AfterValidator(_address)]
-DraftStatusLiteral = Literal["draft", "pending_approval", "approved", "sent", "failed", "rejected"]
 
 
 class DraftIn(Schema):
@@ -74,7 +74,7 @@ class DraftOut(BaseModel):
     in_reply_to: str | None = Field(description="Message-ID of the message it answers.")
     references: list[str]
     message_id: str = Field(description="The Message-ID it is sent with (the same on every attempt).")
-    status: DraftStatusLiteral
+    status: DraftStatus
     submitted_at: datetime | None
     decided_at: datetime | None
     decided_by_user_id: str | None

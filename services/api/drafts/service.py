@@ -24,7 +24,7 @@ from shared.broker import draft_send
 from shared.events import enqueue_after_commit
 from shared.models import Account, Draft, DraftStatus, Message, TokenScope, User
 
-EDITABLE = frozenset({DraftStatus.draft.value, DraftStatus.rejected.value})
+EDITABLE = frozenset({DraftStatus.draft, DraftStatus.rejected})
 # How many ids of the chain a reply carries in References (RFC 5322 §3.6.4 asks for the parent's chain; long
 # chains are trimmed from the middle by clients, keeping the first).
 MAX_REFERENCES = 20
@@ -34,7 +34,7 @@ MAX_REFERENCES = 20
 class DraftFilters:
     thread_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
-    status: str | None = None
+    status: DraftStatus | None = None
 
 
 def list_drafts(
@@ -101,7 +101,7 @@ def create_draft(session: Session, caller: Caller, body: DraftIn) -> Draft:
         in_reply_to=None if last is None else last.message_id_header,
         references=references,
         message_id_header=f"{uuid.uuid4().hex}@{owner.email.rsplit('@', 1)[-1]}",
-        status=DraftStatus.draft.value,
+        status=DraftStatus.draft,
         attempts=0,
         attempt_log=[],
     )
@@ -126,14 +126,14 @@ def update_draft(session: Session, caller: Caller, draft_id: uuid.UUID, body: Dr
                 raise invalid(field, "must not be null")
             setattr(draft, field, value)
     # Changed after a rejection, it is a draft again: it has to be submitted (and approved) anew.
-    draft.status = DraftStatus.draft.value
+    draft.status = DraftStatus.draft
     draft.rejection_reason = None
     return _flushed(session, draft)
 
 
 def delete_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> None:
     draft = get_draft(session, caller, draft_id, for_update=True)
-    if draft.status not in EDITABLE | {DraftStatus.pending_approval.value}:
+    if draft.status not in EDITABLE | {DraftStatus.pending_approval}:
         raise conflict(f"A draft that is `{draft.status}` is kept as a record of what was sent.")
     session.delete(draft)
 
@@ -147,7 +147,7 @@ def submit_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft
     draft.submitted_at = now
     account = session.get_one(Account, caller.account_id)
     if AccountSettings.of(account.settings).ask_before_sending and caller.user_id != draft.user_id:
-        draft.status = DraftStatus.pending_approval.value
+        draft.status = DraftStatus.pending_approval
         return _flushed(session, draft)
     _approve(session, caller, draft, now)
     return _flushed(session, draft)
@@ -156,7 +156,7 @@ def submit_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft
 def approve_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft:
     draft = get_draft(session, caller, draft_id, for_update=True)
     _require_owner(caller, draft)
-    if draft.status != DraftStatus.pending_approval.value:
+    if draft.status != DraftStatus.pending_approval:
         raise conflict(f"Only a draft waiting for approval can be approved; this one is `{draft.status}`.")
     _approve(session, caller, draft, datetime.now(UTC))
     return _flushed(session, draft)
@@ -165,9 +165,9 @@ def approve_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draf
 def reject_draft(session: Session, caller: Caller, draft_id: uuid.UUID, reason: str | None) -> Draft:
     draft = get_draft(session, caller, draft_id, for_update=True)
     _require_owner(caller, draft)
-    if draft.status != DraftStatus.pending_approval.value:
+    if draft.status != DraftStatus.pending_approval:
         raise conflict(f"Only a draft waiting for approval can be rejected; this one is `{draft.status}`.")
-    draft.status = DraftStatus.rejected.value
+    draft.status = DraftStatus.rejected
     draft.decided_at = datetime.now(UTC)
     draft.decided_by_user_id = caller.user_id
     draft.rejection_reason = reason
@@ -178,7 +178,7 @@ def retry_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft:
     """Send a failed draft again (after fixing the relay or a recipient): a fresh round of attempts."""
     draft = get_draft(session, caller, draft_id, for_update=True)
     _require_owner(caller, draft)
-    if draft.status != DraftStatus.failed.value:
+    if draft.status != DraftStatus.failed:
         raise conflict(f"Only a failed draft can be retried; this one is `{draft.status}`.")
     draft.attempts = 0
     _queue(session, draft)
@@ -192,7 +192,7 @@ def _approve(session: Session, caller: Caller, draft: Draft, now: datetime) -> N
 
 
 def _queue(session: Session, draft: Draft) -> None:
-    draft.status = DraftStatus.approved.value
+    draft.status = DraftStatus.approved
     draft.next_attempt_at = datetime.now(UTC)
     enqueue_after_commit(session, draft_send(draft.id))
 

@@ -7,11 +7,12 @@ from pydantic import BaseModel, Field
 
 from services.api.common import Schema
 from services.api.mailbox.schemas import SenderAuthenticationOut
+from shared.models import InboundStatus
 
 
 class HeldOut(BaseModel):
     id: str = Field(description="The inbound message id (the one in the gateway's `250 queued as` reply).")
-    status: Literal["held", "failed", "received", "processed", "discarded"]
+    status: InboundStatus
     hold_reason: str | None = Field(description="Why the matcher held it (for `held`).")
     last_error: str | None = Field(description="The last processing error (for `failed`).")
     attempts: int

@@ -21,7 +21,7 @@ from shared.broker import inbound_received
 from shared.events import enqueue_after_commit
 from shared.models import InboundMessage, InboundStatus
 
-WAITING_FOR_A_HUMAN = (InboundStatus.held.value, InboundStatus.failed.value)
+WAITING_FOR_A_HUMAN = (InboundStatus.held, InboundStatus.failed)
 _HEADER_BYTES = 16_384  # enough for any sane header block; the body (up to the size limit) stays in Postgres
 
 _COLUMNS = (
@@ -104,7 +104,7 @@ def reprocess_all(session: Session, caller: Caller, status: str | None, reason_c
     if reason_contains:
         statement = statement.where(func.strpos(func.coalesce(InboundMessage.hold_reason, ""), reason_contains) > 0)
     ids = session.scalars(
-        statement.values(status=InboundStatus.received.value, hold_reason=None, attempts=0, last_error=None)
+        statement.values(status=InboundStatus.received, hold_reason=None, attempts=0, last_error=None)
         .returning(InboundMessage.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -115,11 +115,11 @@ def reprocess_all(session: Session, caller: Caller, status: str | None, reason_c
 
 def discard(session: Session, caller: Caller, inbound_id: uuid.UUID) -> None:
     inbound = _lock(session, caller, inbound_id)
-    inbound.status = InboundStatus.discarded.value
+    inbound.status = InboundStatus.discarded
 
 
 def _requeue(inbound: InboundMessage) -> None:
-    inbound.status = InboundStatus.received.value
+    inbound.status = InboundStatus.received
     inbound.hold_reason = None
     inbound.attempts = 0
     inbound.last_error = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
@@ -14,7 +14,7 @@ from services.api.leads import service
 from services.api.leads.schemas import LeadConversionOut, LeadConvertIn, LeadIn, LeadOut, LeadPatch
 from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.provenance import actor_out
-from shared.models import Lead
+from shared.models import Lead, LeadStatus
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
@@ -26,7 +26,7 @@ def list_leads(
     settings: AppSettings,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    status: Literal["new", "in_progress", "qualified", "converted", "lost"] | None = None,
+    status: LeadStatus | None = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
     owner_user_id: str | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200, description="Part of the name or company.")] = None,
@@ -96,7 +96,7 @@ def leads_out(session: Session, caller: Caller, bcc_domain: str, rows: list[Lead
             name=r.name,
             company=r.company,
             source=r.source,
-            status=r.status,  # type: ignore[arg-type]  # stored from the LeadStatus enum
+            status=r.status,
             email=r.email,
             phone=r.phone,
             value=r.value,

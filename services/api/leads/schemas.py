@@ -11,8 +11,8 @@ from pydantic import BaseModel, EmailStr, Field
 from services.api.common import Schema
 from services.api.crm.schemas import Currency, Money, Name, Phone, Ref, Title
 from services.api.provenance import Actor
+from shared.models import LeadStatus
 
-LeadStatusLiteral = Literal["new", "in_progress", "qualified", "converted", "lost"]
 # `converted` is reached only by converting (POST /v1/leads/{id}/convert), never set by hand.
 SettableLeadStatus = Literal["new", "in_progress", "qualified", "lost"]
 
@@ -46,7 +46,7 @@ class LeadOut(BaseModel):
     name: str
     company: str | None
     source: str | None
-    status: LeadStatusLiteral
+    status: LeadStatus
     email: str | None
     phone: str | None
     value: Decimal | None

@@ -32,30 +32,33 @@ from shared.events import PersonCreated, emit
 from shared.locks import lock_names
 from shared.models import (
     Activity,
+    CreatedFrom,
     Deal,
+    DealEventType,
     DealStatus,
     Lead,
     LeadStatus,
     Message,
     MessagePerson,
+    MessagePersonRole,
     Note,
     Organization,
     OrganizationDomain,
+    OrganizationRule,
     Person,
     PersonEmail,
+    PersonRule,
     Pipeline,
     Stage,
     Thread,
+    ThreadDealRule,
     User,
 )
-
-RULE_LEAD_CONVERTED = "lead-converted"
-CREATED_FROM_LEAD = "lead"
 
 
 @dataclass(frozen=True)
 class LeadFilters:
-    status: str | None = None
+    status: LeadStatus | None = None
     email: str | None = None
     owner_user_id: uuid.UUID | None = None
     q: str | None = None
@@ -98,7 +101,9 @@ def get_lead(session: Session, caller: Caller, lead_id: uuid.UUID, *, for_update
 
 
 def create_lead(session: Session, caller: Caller, body: LeadIn) -> Lead:
-    lead = Lead(account_id=caller.account_id, name=body.name, status=body.status, owner_user_id=caller.user_id)
+    lead = Lead(
+        account_id=caller.account_id, name=body.name, status=LeadStatus(body.status), owner_user_id=caller.user_id
+    )
     _apply(session, caller, lead, body, body.model_fields_set)
     _validate(lead)
     stamp_created(session, caller, lead)
@@ -146,7 +151,7 @@ def convert_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lea
         organization_id=organization_id,
         pipeline_id=pipeline_id,
         stage_id=stage_id,
-        status=DealStatus.open.value,
+        status=DealStatus.open,
         value=lead.value,
         currency=lead.currency,
         owner_user_id=lead.owner_user_id or caller.user_id,
@@ -155,10 +160,14 @@ def convert_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lea
     session.add(deal)
     session.flush()
     record_event(
-        session, caller, deal, "created", {"title": deal.title, "status": deal.status, "lead_id": str(lead.id)}
+        session,
+        caller,
+        deal,
+        DealEventType.created,
+        {"title": deal.title, "status": deal.status, "lead_id": str(lead.id)},
     )
     _carry_history(session, caller, lead, person_id, organization_id, deal.id)
-    lead.status = LeadStatus.converted.value
+    lead.status = LeadStatus.converted
     lead.converted_at = datetime.now(UTC)
     lead.converted_person_id = person_id
     lead.converted_organization_id = organization_id
@@ -172,7 +181,7 @@ def convert_lead(session: Session, caller: Caller, lead_id: uuid.UUID, body: Lea
             PersonCreated(
                 person_id=person_id,
                 addresses=[normalize_address(lead.email)] if lead.email else [],
-                created_from="lead",
+                created_from=CreatedFrom.lead,
             ),
         )
     return Conversion(lead, created_person, created_organization, converted_now=True)
@@ -233,7 +242,7 @@ def _organization_for(session: Session, caller: Caller, lead: Lead) -> tuple[uui
     )
     if named is not None:
         return named, False
-    organization = Organization(account_id=caller.account_id, name=lead.company, created_from=CREATED_FROM_LEAD)
+    organization = Organization(account_id=caller.account_id, name=lead.company, created_from=CreatedFrom.lead)
     stamp_created(session, caller, organization)
     session.add(organization)
     session.flush()
@@ -262,7 +271,7 @@ def _person_for(
                 session.execute(
                     update(Person)
                     .where(Person.id == existing.id)
-                    .values(organization_id=organization_id, organization_rule=RULE_LEAD_CONVERTED)
+                    .values(organization_id=organization_id, organization_rule=OrganizationRule.lead_converted)
                 )
             return existing.id, False
     person = Person(
@@ -270,8 +279,8 @@ def _person_for(
         name=lead.name,
         phone=lead.phone,
         organization_id=organization_id,
-        organization_rule=None if organization_id is None else RULE_LEAD_CONVERTED,
-        created_from=CREATED_FROM_LEAD,
+        organization_rule=None if organization_id is None else OrganizationRule.lead_converted,
+        created_from=CreatedFrom.lead,
     )
     stamp_created(session, caller, person)
     session.add(person)
@@ -295,7 +304,7 @@ def _carry_history(
     session.execute(
         update(Thread)
         .where(Thread.account_id == account_id, Thread.id.in_(threads), Thread.deal_id.is_(None))
-        .values(deal_id=deal_id, deal_rule=RULE_LEAD_CONVERTED)
+        .values(deal_id=deal_id, deal_rule=ThreadDealRule.lead_converted)
     )
     if lead.email:
         links: list[dict[str, object]] = []
@@ -311,7 +320,7 @@ def _carry_history(
                     "message_id": message.id,
                     "person_id": person_id,
                     "role": role,
-                    "rule": RULE_LEAD_CONVERTED,
+                    "rule": PersonRule.lead_converted,
                 }
                 for role in roles
             )
@@ -329,11 +338,13 @@ def _carry_history(
         )
 
 
-def _roles_of(address: str, sender: str | None, to: list[dict[str, str]], cc: list[dict[str, str]]) -> list[str]:
+def _roles_of(
+    address: str, sender: str | None, to: list[dict[str, str]], cc: list[dict[str, str]]
+) -> list[MessagePersonRole]:
     roles = []
     if sender and normalize_address(sender) == address:
-        roles.append("from")
-    for role, recipients in (("to", to), ("cc", cc)):
+        roles.append(MessagePersonRole.from_)
+    for role, recipients in ((MessagePersonRole.to, to), (MessagePersonRole.cc, cc)):
         if any(normalize_address(r.get("address", "")) == address for r in recipients):
             roles.append(role)
     return roles
@@ -347,7 +358,7 @@ def _apply(session: Session, caller: Caller, lead: Lead, body: LeadIn | LeadPatc
     if "status" in given:
         if body.status is None:
             raise invalid("status", "must not be null")
-        lead.status = body.status
+        lead.status = LeadStatus(body.status)
     if "email" in given:
         lead.email = None if body.email is None else normalize_address(str(body.email))
     for field in ("company", "source", "phone", "value", "currency"):

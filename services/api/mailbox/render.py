@@ -19,7 +19,7 @@ from services.api.mailbox.schemas import (
     ThreadSummary,
 )
 from services.api.mailbox.service import MessageLinks, message_links, shown_deal_ids, thread_stats
-from shared.models import Attachment, Message, Thread
+from shared.models import Attachment, Message, MessagePersonRole, Thread
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:
@@ -73,7 +73,7 @@ def _message(m: Message, links: MessageLinks, allow_remote: bool) -> MessageOut:
         participants=_participants(m, links),
         sent_at=m.sent_at,
         received_at=links.received_at.get(m.id, m.created_at),
-        direction=m.direction,  # type: ignore[arg-type]  # stored from the Direction enum
+        direction=m.direction,
         kind=m.kind,
         kind_reason=m.kind_reason,
         forwarded=forwarded,
@@ -94,15 +94,18 @@ def _participants(m: Message, links: MessageLinks) -> list[Participant]:
     if m.from_address:
         found.append(
             Participant(
-                role="from", name=m.from_name, address=m.from_address, person_id=sid(people.get(m.from_address.lower()))
+                role=MessagePersonRole.from_,
+                name=m.from_name,
+                address=m.from_address,
+                person_id=sid(people.get(m.from_address.lower())),
             )
         )
-    for role, addresses in (("to", m.to), ("cc", m.cc)):
+    for role, addresses in ((MessagePersonRole.to, m.to), (MessagePersonRole.cc, m.cc)):
         for a in addresses:
             address = str(a.get("address", ""))
             found.append(
                 Participant(
-                    role=role,  # type: ignore[arg-type]  # one of the two literals above
+                    role=role,
                     name=a.get("name"),
                     address=address,
                     person_id=sid(people.get(address.lower())),
@@ -129,7 +132,7 @@ def thread_summaries(session: Session, caller: Caller, threads: Sequence[Thread]
             subject=t.subject,
             deal_id=sid(deal_ids[t.id]),
             deal_rule=t.deal_rule if deal_ids[t.id] == t.deal_id else None,
-            visibility=t.visibility,  # type: ignore[arg-type]  # only the API writes it, from the same literal
+            visibility=t.visibility,
             message_count=stats[t.id].message_count,
             person_ids=stats[t.id].person_ids,
             first_message_at=stats[t.id].first_message_at,

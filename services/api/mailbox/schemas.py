@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress, Schema
-
-Visibility = Literal["shared", "private"]
+from shared.models import AuthSummary, Direction, MessageKind, MessagePersonRole, ThreadDealRule, ThreadVisibility
 
 
 class AttachmentOut(BaseModel):
@@ -30,7 +29,7 @@ class FileOut(AttachmentOut):
 
 
 class Participant(BaseModel):
-    role: Literal["from", "to", "cc"]
+    role: MessagePersonRole
     name: str | None
     address: str
     person_id: str | None = Field(description="The CRM person with this address, if any.")
@@ -48,7 +47,7 @@ class Forwarded(BaseModel):
 class SenderAuthenticationOut(BaseModel):
     """How the mail that brought the message authenticated (SPF, DKIM, DMARC alignment of the From domain)."""
 
-    summary: Literal["pass", "fail", "none"] = Field(
+    summary: AuthSummary = Field(
         description="pass: SPF or DKIM passed for a domain aligned with From; fail: a check failed; none: nothing "
         "was published or signed."
     )
@@ -56,11 +55,11 @@ class SenderAuthenticationOut(BaseModel):
     source: str | None = Field(description="verified (by Mailroom), or the trusted relay whose results were used.")
 
     @classmethod
-    def of(cls, summary: str | None, results: dict[str, Any] | None) -> SenderAuthenticationOut | None:
+    def of(cls, summary: AuthSummary | None, results: dict[str, Any] | None) -> SenderAuthenticationOut | None:
         if summary is None:
             return None
         details = results or {}
-        return cls(summary=summary, header=details.get("header"), source=details.get("source"))  # type: ignore[arg-type]
+        return cls(summary=summary, header=details.get("header"), source=details.get("source"))
 
 
 class MessageOut(BaseModel):
@@ -77,8 +76,8 @@ class MessageOut(BaseModel):
     participants: list[Participant]
     sent_at: datetime | None
     received_at: datetime
-    direction: Literal["inbound", "outbound"]
-    kind: str = Field(description="sent, forwarded, contact, auto_reply, bounce or bulk.")
+    direction: Direction
+    kind: MessageKind = Field(description="sent, forwarded, contact, auto_reply, bounce or bulk.")
     kind_reason: str | None = Field(description="Why the matcher classified it so.")
     forwarded: Forwarded | None
     authentication: SenderAuthenticationOut | None = Field(
@@ -100,11 +99,8 @@ class ThreadSummary(BaseModel):
     id: str
     subject: str | None
     deal_id: str | None
-    deal_rule: str | None = Field(
-        description="Why the thread has its deal (or explicitly none): single-open-deal, sub-address, user-choice, "
-        "user-declined."
-    )
-    visibility: Visibility
+    deal_rule: ThreadDealRule | None = Field(description="Why the thread has its deal (or explicitly none).")
+    visibility: ThreadVisibility
     message_count: int
     person_ids: list[str]
     first_message_at: datetime | None
@@ -120,4 +116,4 @@ class ThreadPatch(Schema):
     deal_id: str | None = Field(
         default=None, description="Link the whole thread to this deal; null to say it belongs to none."
     )
-    visibility: Visibility | None = None
+    visibility: ThreadVisibility | None = None

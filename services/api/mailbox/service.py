@@ -34,6 +34,7 @@ from shared.models import (
     PersonEmail,
     Thread,
     ThreadParticipant,
+    ThreadVisibility,
 )
 
 
@@ -54,7 +55,7 @@ def thread_visible(caller: Caller) -> ColumnElement[bool]:
         return true()
     own = aliased(Message)
     return or_(
-        and_(Thread.visibility == "shared", deal_id_visible(caller, Thread.deal_id)),
+        and_(Thread.visibility == ThreadVisibility.shared, deal_id_visible(caller, Thread.deal_id)),
         exists().where(own.thread_id == Thread.id, own.user_id == caller.user_id),
     )
 
@@ -248,7 +249,7 @@ def thread_messages(session: Session, caller: Caller, thread_id: uuid.UUID) -> l
     )
 
 
-def set_visibility(thread: Thread, visibility: str) -> None:
+def set_visibility(thread: Thread, visibility: ThreadVisibility) -> None:
     thread.visibility = visibility
 
 

@@ -27,7 +27,7 @@ from services.api.reports.schemas import (
     Outcome,
     StageNow,
 )
-from shared.models import Deal, DealEvent, DealStatus, Pipeline, Stage, User
+from shared.models import Deal, DealEvent, DealEventType, DealStatus, Pipeline, Stage, User
 
 DEFAULT_CURRENCY = "EUR"
 ZERO = Decimal("0.00")
@@ -37,7 +37,7 @@ CENT = Decimal("0.01")
 def _open_deals(caller: Caller, pipeline_id: uuid.UUID | None, owner_id: uuid.UUID | None) -> list[Any]:
     conditions = [
         Deal.account_id == caller.account_id,
-        Deal.status == DealStatus.open.value,
+        Deal.status == DealStatus.open,
         Deal.deleted_at.is_(None),
         deal_visible(caller),
     ]
@@ -174,7 +174,7 @@ def deal_dynamics(
     open_counts = dict(
         session.execute(
             select(Deal.stage_id, func.count())
-            .where(*live, Deal.status == DealStatus.open.value, Deal.stage_id.in_(list(stages)))
+            .where(*live, Deal.status == DealStatus.open, Deal.stage_id.in_(list(stages)))
             .group_by(Deal.stage_id)
         )
         .tuples()
@@ -218,7 +218,7 @@ def _moves(
         .join(Deal, and_(Deal.id == DealEvent.deal_id, Deal.account_id == DealEvent.account_id))
         .where(
             DealEvent.account_id == caller.account_id,
-            DealEvent.type.in_(("created", "stage_changed")),
+            DealEvent.type.in_((DealEventType.created, DealEventType.stage_changed)),
             DealEvent.created_at >= since,
             DealEvent.created_at < until,
             Deal.deleted_at.is_(None),
@@ -227,7 +227,7 @@ def _moves(
     )
     pairs: Counter[tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None]] = Counter()
     for kind, data in events:
-        if kind == "created":
+        if kind == DealEventType.created:
             before, after = None, _uuid(data.get("stage_id"))
         elif isinstance(data.get("stage_id"), dict):
             before, after = _uuid(data["stage_id"].get("from")), _uuid(data["stage_id"].get("to"))
@@ -276,8 +276,8 @@ def _outcomes(
                 *live,
                 Deal.pipeline_id.in_(list(pipelines)),
                 (
-                    (Deal.status == DealStatus.won.value) & (Deal.won_at >= since) & (Deal.won_at < until)
-                    | (Deal.status == DealStatus.lost.value) & (Deal.lost_at >= since) & (Deal.lost_at < until)
+                    (Deal.status == DealStatus.won) & (Deal.won_at >= since) & (Deal.won_at < until)
+                    | (Deal.status == DealStatus.lost) & (Deal.lost_at >= since) & (Deal.lost_at < until)
                 ),
             )
             .group_by(Deal.pipeline_id, Deal.status)
@@ -287,8 +287,8 @@ def _outcomes(
         Outcome(
             pipeline_id=str(pipeline_id),
             pipeline=name,
-            won=counted.get((pipeline_id, DealStatus.won.value), 0),
-            lost=counted.get((pipeline_id, DealStatus.lost.value), 0),
+            won=counted.get((pipeline_id, DealStatus.won), 0),
+            lost=counted.get((pipeline_id, DealStatus.lost), 0),
         )
         for pipeline_id, name in sorted(pipelines.items(), key=lambda item: (item[1], str(item[0])))
     ]

@@ -70,7 +70,7 @@ def _entries(found: TimelinePage) -> list[TimelineEntry]:
                 thread_id=str(m.thread_id),
                 subject=m.subject,
                 sender=EmailAddress(name=m.from_name, address=m.from_address) if m.from_address else None,
-                direction=m.direction,  # type: ignore[arg-type]  # stored from the Direction enum
+                direction=m.direction,
                 kind=m.kind,
                 preview=None if preview is None else preview.strip()[:PREVIEW_CHARS],
                 attachment_count=found.attachment_counts.get(m.id, 0),

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from services.api.common import EmailAddress
 from services.api.provenance import Actor
+from shared.models import DealEventType, Direction, MessageKind
 
 
 class MessageEntry(BaseModel):
@@ -14,8 +15,8 @@ class MessageEntry(BaseModel):
     thread_id: str
     subject: str | None
     sender: EmailAddress | None = Field(serialization_alias="from")
-    direction: Literal["inbound", "outbound"]
-    kind: str
+    direction: Direction
+    kind: MessageKind
     preview: str | None = Field(description="The message's new text (no quoted history), shortened.")
     attachment_count: int
     deal_id: str | None
@@ -48,7 +49,7 @@ class DealEventEntry(BaseModel):
     id: str
     deal_id: str
     deal_title: str
-    type: str
+    type: DealEventType
     data: dict[str, Any]
     user_id: str | None
     actor: Actor | None = Field(description="Who did it.")

@@ -1,17 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
-
-Scope = Literal["read", "write", "admin"]
+from shared.models import TokenScope
 
 
 class TokenIn(Schema):
-    scope: Scope = Field(
+    scope: TokenScope = Field(
         description="`read`: GET only. `write`: also CRM records, the deal chooser, held mail. "
         "`admin`: also tokens, users and webhooks."
     )
@@ -21,7 +19,7 @@ class TokenIn(Schema):
 
 class TokenOut(BaseModel):
     id: str
-    scope: Scope
+    scope: TokenScope
     user_id: str | None
     name: str | None
     created_at: datetime

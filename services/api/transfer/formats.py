@@ -26,11 +26,11 @@ from services.api.crm import deals, organizations, persons
 from services.api.crm.refs import claim_external_id
 from services.api.crm.schemas import DealIn, DealPatch, OrganizationIn, OrganizationPatch, PersonIn, PersonPatch
 from services.api.custom_fields.service import FILTER_PREFIX as CUSTOM_PREFIX
-from services.api.custom_fields.service import Entity, definitions
+from services.api.custom_fields.service import definitions
 from services.api.deps import Caller
 from services.api.leads import service as leads
 from services.api.leads.schemas import LeadIn, LeadPatch
-from shared.models import Deal, Lead, LeadStatus, Organization, Person, Pipeline, Stage, User
+from shared.models import CustomFieldEntity, Deal, Lead, LeadStatus, Organization, Person, Pipeline, Stage, User
 
 Record = Person | Organization | Deal | Lead
 _LIST_SEPARATOR = re.compile(r"[;,\s]+")
@@ -102,7 +102,7 @@ class Lookups:
 @dataclass(frozen=True)
 class Format:
     kind: Kind
-    entity: Entity | None  # whose custom fields the file may carry
+    entity: CustomFieldEntity | None  # whose custom fields the file may carry
     required: tuple[str, ...]
     columns: tuple[str, ...]  # every column it reads and writes, besides `custom.<key>`
     body: Callable[[Mapping[str, str], Lookups, Record | None], dict[str, Any]]
@@ -428,7 +428,7 @@ def _emails(session: Session, ids: set[uuid.UUID | None]) -> dict[uuid.UUID | No
 FORMATS: dict[Kind, Format] = {
     Kind.organizations: Format(
         kind=Kind.organizations,
-        entity=Entity.organization,
+        entity=CustomFieldEntity.organization,
         required=("name",),
         columns=("id", "external_id", "name", "domains"),
         body=_organization_body,
@@ -439,7 +439,7 @@ FORMATS: dict[Kind, Format] = {
     ),
     Kind.persons: Format(
         kind=Kind.persons,
-        entity=Entity.person,
+        entity=CustomFieldEntity.person,
         required=("name",),
         columns=("id", "external_id", "name", "emails", "phone", "organization_id", "organization_external_id"),
         body=_person_body,
@@ -450,7 +450,7 @@ FORMATS: dict[Kind, Format] = {
     ),
     Kind.deals: Format(
         kind=Kind.deals,
-        entity=Entity.deal,
+        entity=CustomFieldEntity.deal,
         required=("title",),
         columns=(
             "id",

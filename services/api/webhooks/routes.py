@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from services.api.common import Page
@@ -12,7 +10,7 @@ from services.api.pagination import DEFAULT_LIMIT, Cursor, Limit
 from services.api.webhooks import service
 from services.api.webhooks.schemas import Attempt, DeliveryOut, WebhookIn, WebhookOut, WebhookPatch, WebhookWithSecret
 from shared.events import WebhookSettings
-from shared.models import WebhookDelivery, WebhookSubscription
+from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(require_admin)])
 
@@ -79,7 +77,7 @@ def list_deliveries(
     session: DbSession,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
-    status: Literal["pending", "succeeded", "failed"] | None = None,
+    status: WebhookDeliveryStatus | None = None,
 ) -> Page[DeliveryOut]:
     """The delivery log, newest first: every event sent (or being sent) to this webhook, with each attempt."""
     rows, next_cursor = service.list_deliveries(session, caller, parse_id(webhook_id, "Webhook"), status, cursor, limit)
@@ -103,7 +101,7 @@ def _out(webhook: WebhookSubscription) -> WebhookOut:
     return WebhookOut(
         id=str(webhook.id),
         url=webhook.url,
-        events=list(webhook.events),  # type: ignore[arg-type]  # validated on the way in
+        events=list(webhook.events),
         description=webhook.description,
         active=webhook.active,
         created_at=webhook.created_at,
@@ -114,11 +112,11 @@ def _delivery(delivery: WebhookDelivery) -> DeliveryOut:
     return DeliveryOut(
         id=str(delivery.id),
         webhook_id=str(delivery.subscription_id),
-        event=delivery.event,  # type: ignore[arg-type]  # written by emit() from the Event enum
+        event=delivery.event,
         event_id=str(delivery.event_id),
-        status=delivery.status,  # type: ignore[arg-type]  # from WebhookDeliveryStatus
+        status=delivery.status,
         attempts=delivery.attempts,
-        next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+        next_attempt_at=delivery.next_attempt_at if delivery.status == WebhookDeliveryStatus.pending else None,
         delivered_at=delivery.delivered_at,
         last_status_code=delivery.last_status_code,
         last_error=delivery.last_error,

@@ -1,25 +1,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.api.common import Schema
-
-EventName = Literal["message.stored", "thread.linked", "person.created", "disambiguation.created", "message.held"]
+from shared.models import WebhookDeliveryStatus, WebhookEvent
 
 
 class WebhookIn(Schema):
     url: str = Field(min_length=8, max_length=2000, description="An http(s) URL that accepts POSTed JSON.")
-    events: list[EventName] = Field(min_length=1, max_length=5)
+    events: list[WebhookEvent] = Field(min_length=1, max_length=5)
     description: str | None = Field(default=None, max_length=500)
     active: bool = True
 
 
 class WebhookPatch(Schema):
     url: str | None = Field(default=None, min_length=8, max_length=2000)
-    events: list[EventName] | None = Field(default=None, min_length=1, max_length=5)
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=5)
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
 
@@ -27,7 +26,7 @@ class WebhookPatch(Schema):
 class WebhookOut(BaseModel):
     id: str
     url: str
-    events: list[EventName]
+    events: list[WebhookEvent]
     description: str | None
     active: bool
     created_at: datetime
@@ -50,9 +49,9 @@ class Attempt(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     webhook_id: str
-    event: EventName
+    event: WebhookEvent
     event_id: str = Field(description="The same for every subscription receiving this event; deduplicate on it.")
-    status: Literal["pending", "succeeded", "failed"]
+    status: WebhookDeliveryStatus
     attempts: int
     next_attempt_at: datetime | None = Field(description="For pending deliveries.")
     delivered_at: datetime | None

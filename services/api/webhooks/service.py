@@ -13,7 +13,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import conflict, invalid, not_found
 from shared.broker import webhook_deliver
 from shared.events import WebhookSettings, enqueue_after_commit, new_secret
-from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookSubscription
+from shared.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEvent, WebhookSubscription
 from shared.public_addresses import refusal_reason_of_text
 
 
@@ -59,7 +59,7 @@ def create_webhook(
     settings: WebhookSettings,
     *,
     url: str,
-    events: list[str],
+    events: list[WebhookEvent],
     description: str | None,
     active: bool,
 ) -> WebhookSubscription:
@@ -104,7 +104,12 @@ def delete_webhook(session: Session, caller: Caller, webhook_id: uuid.UUID) -> N
 
 
 def list_deliveries(
-    session: Session, caller: Caller, webhook_id: uuid.UUID, status: str | None, cursor: str | None, limit: int
+    session: Session,
+    caller: Caller,
+    webhook_id: uuid.UUID,
+    status: WebhookDeliveryStatus | None,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[WebhookDelivery], str | None]:
     webhook = get_webhook(session, caller, webhook_id)
     query = select(WebhookDelivery).where(
@@ -139,7 +144,7 @@ def redeliver(session: Session, caller: Caller, webhook_id: uuid.UUID, delivery_
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery.id)
-        .values(status=WebhookDeliveryStatus.pending.value, attempts=0, delivered_at=None, next_attempt_at=func.now())
+        .values(status=WebhookDeliveryStatus.pending, attempts=0, delivered_at=None, next_attempt_at=func.now())
     )
     session.refresh(delivery)
     enqueue_after_commit(session, webhook_deliver(delivery.id))

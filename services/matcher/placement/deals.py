@@ -20,12 +20,19 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Deal, Disambiguation, Lead, Thread
+from shared.models import (
+    Deal,
+    Disambiguation,
+    DisambiguationStatus,
+    Lead,
+    Thread,
+    ThreadDealRule,
+)
 
-RULE_SUB_ADDRESS = "sub-address"
-RULE_SINGLE_OPEN_DEAL = "single-open-deal"
-RULE_USER_CHOICE = "user-choice"
-RULE_USER_DECLINED = "user-declined"
+RULE_SUB_ADDRESS = ThreadDealRule.sub_address
+RULE_SINGLE_OPEN_DEAL = ThreadDealRule.single_open_deal
+RULE_USER_CHOICE = ThreadDealRule.user_choice
+RULE_USER_DECLINED = ThreadDealRule.user_declined
 
 _DEAL_TAG = re.compile(r"\+deal-([0-9a-fA-F-]{32,36})@", re.IGNORECASE)
 _LEAD_TAG = re.compile(r"\+lead-([0-9a-fA-F-]{32,36})@", re.IGNORECASE)
@@ -44,7 +51,7 @@ class DealDecision:
     deal_id: uuid.UUID | None
     disambiguation_id: uuid.UUID | None = None
     asked_anew: bool = False  # the question was created (or re-opened) by this message
-    rule: str | None = None  # for a link: why
+    rule: ThreadDealRule | None = None  # for a link: why
     previous_deal_id: uuid.UUID | None = None  # for a link: the deal the thread had before
 
 
@@ -104,7 +111,7 @@ def decide_deal(
         if deal is not None:
             previous_deal = thread.deal_id
             _link(thread, deal.id, RULE_SUB_ADDRESS, message_id)
-            _settle_question(session, account_id, thread_id, "superseded")
+            _settle_question(session, account_id, thread_id, DisambiguationStatus.superseded)
             return DealDecision(DealOutcome.linked, deal.id, rule=RULE_SUB_ADDRESS, previous_deal_id=previous_deal)
     if thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED, RULE_SUB_ADDRESS):
         return DealDecision(DealOutcome.kept, thread.deal_id)
@@ -116,7 +123,7 @@ def decide_deal(
             return DealDecision(DealOutcome.kept, deal_id)
         previous_deal = thread.deal_id
         _link(thread, deal_id, RULE_SINGLE_OPEN_DEAL, message_id)
-        _settle_question(session, account_id, thread_id, "superseded")
+        _settle_question(session, account_id, thread_id, DisambiguationStatus.superseded)
         return DealDecision(DealOutcome.linked, deal_id, rule=RULE_SINGLE_OPEN_DEAL, previous_deal_id=previous_deal)
     if not candidates:
         # Its deal may have been won since: an earlier link stays, nothing new is inferred.
@@ -140,11 +147,18 @@ def decide_deal(
         .on_conflict_do_update(
             index_elements=[Disambiguation.account_id, Disambiguation.thread_id],
             # A user's answer ends the matcher's questions (see above); one it superseded itself is asked again.
-            set_={"candidates": payload, "status": "pending", "resolved_deal_id": None, "resolved_at": None},
+            set_={
+                "candidates": payload,
+                "status": DisambiguationStatus.pending,
+                "resolved_deal_id": None,
+                "resolved_at": None,
+            },
         )
         .returning(Disambiguation.id)
     )
-    return DealDecision(DealOutcome.ask_user, None, disambiguation_id, asked_anew=previous != "pending")
+    return DealDecision(
+        DealOutcome.ask_user, None, disambiguation_id, asked_anew=previous != DisambiguationStatus.pending
+    )
 
 
 # The thread's external persons, each with the open deals that are theirs or their organization's, in one query.
@@ -179,18 +193,20 @@ def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -
     return dict(reasons)
 
 
-def _link(thread: Thread, deal_id: uuid.UUID, rule: str, message_id: uuid.UUID) -> None:
+def _link(thread: Thread, deal_id: uuid.UUID, rule: ThreadDealRule, message_id: uuid.UUID) -> None:
     thread.deal_id = deal_id
     thread.deal_rule = rule
     thread.deal_linked_by_message_id = message_id
 
 
-def _settle_question(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, status: str) -> None:
+def _settle_question(
+    session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, status: DisambiguationStatus
+) -> None:
     question = session.scalars(
         select(Disambiguation).where(
             Disambiguation.account_id == account_id,
             Disambiguation.thread_id == thread_id,
-            Disambiguation.status == "pending",
+            Disambiguation.status == DisambiguationStatus.pending,
         )
     ).one_or_none()
     if question is not None:

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from services.matcher.placement.account import AccountContext, domain_of, free_mail_domains
 from shared.locks import lock_names
-from shared.models import Organization, OrganizationDomain, Person
+from shared.models import CreatedFrom, Organization, OrganizationDomain, OrganizationRule, Person
 
-RULE_OWNS_EMAIL_DOMAIN = "owns-email-domain"
-RULE_WORK_DOMAIN = "work-domain-of-participant"
+RULE_OWNS_EMAIL_DOMAIN = OrganizationRule.owns_email_domain
+RULE_WORK_DOMAIN = OrganizationRule.work_domain_of_participant
 # Owners of domains a batch looked up once, (account, domain) → organization or None; only organizations that
 # existed before the transaction, so a savepoint that rolls back a new one cannot leave a stale entry behind (a
 # domain that gets one within the batch is found again by the locked re-read that creating one does).
@@ -48,7 +48,7 @@ def link_organizations(
             organization = Organization(
                 account_id=context.account_id,
                 name=organization_name(domain),
-                created_from="email",
+                created_from=CreatedFrom.email,
                 created_by_rule=RULE_WORK_DOMAIN,
                 created_by_message_id=message_id,
             )

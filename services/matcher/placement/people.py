@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from services.matcher.mail.parsing import Address
 from services.matcher.placement.account import AccountContext, domain_of
 from shared.locks import lock_names
-from shared.models import Person, PersonEmail
+from shared.models import CreatedFrom, Person, PersonEmail, PersonRule
 
-RULE_RECIPIENT_OF_SENT_MAIL = "recipient-of-sent-mail"
-RULE_PARTICIPANT_OF_FORWARDED_MAIL = "participant-of-forwarded-mail"
-RULE_PARTICIPANT_OF_CONTACT_MAIL = "participant-of-contact-mail"
+RULE_RECIPIENT_OF_SENT_MAIL = PersonRule.recipient_of_sent_mail
+RULE_PARTICIPANT_OF_FORWARDED_MAIL = PersonRule.participant_of_forwarded_mail
+RULE_PARTICIPANT_OF_CONTACT_MAIL = PersonRule.participant_of_contact_mail
 
 # Mailboxes of machines and departments, not of people one sells to.
 _ROLE_LOCAL_PART = re.compile(
@@ -85,7 +85,7 @@ def plan_people(session: Session, context: AccountContext, participants: Iterabl
 
 
 def create_missing(
-    session: Session, context: AccountContext, plan: PeoplePlan, *, rule: str, message_id: uuid.UUID
+    session: Session, context: AccountContext, plan: PeoplePlan, *, rule: PersonRule, message_id: uuid.UUID
 ) -> dict[str, uuid.UUID]:
     """Create the planned persons; another worker creating the same one concurrently wins nothing twice."""
     created: dict[str, uuid.UUID] = {}
@@ -104,7 +104,7 @@ def create_missing(
         person = Person(
             account_id=context.account_id,
             name=display_name(address),
-            created_from="email",
+            created_from=CreatedFrom.email,
             created_by_rule=rule,
             created_by_message_id=message_id,
         )

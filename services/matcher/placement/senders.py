@@ -82,7 +82,7 @@ def _recipients_of_sent_mail(
         select(Message.to, Message.cc).where(
             Message.account_id == context.account_id,
             Message.user_id == user_id,
-            Message.direction == Direction.outbound.value,
+            Message.direction == Direction.outbound,
             Message.message_id_header.in_(message_ids),
         )
     ).all()

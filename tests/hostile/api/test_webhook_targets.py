@@ -24,7 +24,7 @@ from services.matcher.webhooks import WebhookSender, make_webhook_sender
 from shared.broker import make_broker
 from shared.db import transaction
 from shared.events import PersonCreated, WebhookSettings, emit
-from shared.models import WebhookDelivery, WebhookSubscription
+from shared.models import CreatedFrom, WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
 from tests.conftest import Infra, new_tenant
 from tests.smtp_gateway.test_starttls import self_signed
@@ -113,7 +113,7 @@ def pending_delivery(sessions: sessionmaker[Session], url: str) -> uuid.UUID:
         emit(
             session,
             tenant.account_id,
-            PersonCreated(person_id=uuid.uuid4(), addresses=["kim@client.example"], created_from="api"),
+            PersonCreated(person_id=uuid.uuid4(), addresses=["kim@client.example"], created_from=CreatedFrom.api),
         )
     with transaction(sessions) as session:
         return session.scalars(select(WebhookDelivery.id).where(WebhookDelivery.account_id == tenant.account_id)).one()

@@ -365,7 +365,7 @@ def test_several_worker_processes_give_the_threads_of_one(
         statuses = set(
             session.scalars(select(InboundMessage.status).where(InboundMessage.account_id == concurrent.account_id))
         )
-    assert statuses == {InboundStatus.processed.value}
+    assert statuses == {InboundStatus.processed}
     assert partition(quiet_sessions, concurrent) == expected
 
 
