@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # its headers alone, with a defect saying why.
     analysis_time_limit_seconds: float = Field(default=10.0, gt=0)
     analysis_memory_limit_mb: int = Field(default=1024, ge=0)
+    # Analysis processes a worker process starts before it consumes (none given: one per consumer thread), so the
+    # first messages after a deploy do not wait for their imports; more start on demand.
+    analysis_processes_at_start: int | None = Field(default=None, ge=0)
 
     # Matcher batching. A worker thread claims up to this many received messages at once and places them in one
     # transaction (one commit, one lock round trip); a message that fails is retried alone.

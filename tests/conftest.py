@@ -115,6 +115,8 @@ def stack_env(infra: Infra, data_dir: Path, **overrides: str) -> dict[str, str]:
         "max_message_bytes": str(STACK_MAX_MESSAGE_BYTES),
         "worker_processes": "1",
         "worker_threads": "4",
+        # Dozens of stacks start in a run: their analysis processes start on demand, not four each up front.
+        "analysis_processes_at_start": "0",
         "sweep_interval_seconds": "1",
         "sweep_grace_seconds": "2",
         "smtp_drain_seconds": "5",

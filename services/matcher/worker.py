@@ -86,6 +86,8 @@ def run_one(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+    at_start = settings.analysis_processes_at_start
+    analyser.start(settings.worker_threads if at_start is None else at_start)
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=500)
     worker.start()
     # At start, anything still waiting was accepted before this worker existed: no grace period. "Started" is

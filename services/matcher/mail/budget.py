@@ -108,6 +108,18 @@ class Analyser:
         for child in children:
             child.stop()
 
+    def start(self, count: int) -> None:
+        """Start `count` children side by side and keep them idle: call before anything borrows one."""
+        children = [_Child(self.memory_limit_bytes) for _ in range(count)]
+        starting = [threading.Thread(target=child.start, name="analysis-start") for child in children]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        with self._lock:
+            self._every.extend(children)
+            self._idle.extend(children)
+
     def _borrow(self) -> _Child:
         with self._lock:
             if self._closed:
@@ -161,6 +173,9 @@ class _Child:
             return value
         self.stop()  # an exception may have left the child in any state; the next message gets a fresh one
         return degraded_analysis(raw, f"analysis failed ({value}); stored with headers only")
+
+    def start(self) -> None:
+        self._started()
 
     def _started(self) -> multiprocessing.connection.Connection:
         if self._process is not None and self._connection is not None and self._process.is_alive():
