@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     queue_namespace: str = "mailroom"
     worker_processes: int = Field(default=2, ge=1)
     worker_threads: int = Field(default=4, ge=1)
+    # An idle worker polls Redis with a backoff up to this long (dramatiq's Redis broker cannot block on a queue),
+    # so it is the longest a message waits for an idle worker to notice it; shorter costs more idle CPU.
+    worker_idle_poll_ms: int = Field(default=200, ge=10, le=5000)
     # Messages received longer ago than this and still unprocessed are re-enqueued by the sweep.
     sweep_grace_seconds: float = Field(default=120.0, ge=0)
     sweep_interval_seconds: float = Field(default=60.0, gt=0)

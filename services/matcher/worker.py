@@ -88,7 +88,9 @@ def run_one(settings: Settings) -> None:
 
     at_start = settings.analysis_processes_at_start
     analyser.start(settings.worker_threads if at_start is None else at_start)
-    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=500)
+    worker = dramatiq.Worker(
+        broker, worker_threads=settings.worker_threads, worker_timeout=settings.worker_idle_poll_ms
+    )
     worker.start()
     # At start, anything still waiting was accepted before this worker existed: no grace period. "Started" is
     # logged after this catch-up, so whoever waits for it knows later arrivals are not the start sweep's.
