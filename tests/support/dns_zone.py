@@ -8,6 +8,7 @@ signs mail the way a sending provider does.
 from __future__ import annotations
 
 import base64
+import errno
 import socket
 import socketserver
 import struct
@@ -112,12 +113,25 @@ class DnsServer:
         return f"127.0.0.1:{self.port}"
 
 
+def _bound_pair() -> tuple[_UdpServer, _TcpServer]:
+    """A UDP and a TCP server on one port. The port the system picked for UDP may be taken for TCP (by another
+    test's server, started in parallel): then try another."""
+    for _ in range(20):
+        udp = _UdpServer(("127.0.0.1", 0), _Udp)
+        try:
+            return udp, _TcpServer(("127.0.0.1", udp.server_address[1]), _Tcp)
+        except OSError as exc:
+            udp.server_close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 @contextmanager
 def dns_server(zone: Zone | None = None) -> Iterator[DnsServer]:
     zone = zone if zone is not None else Zone()
-    udp = _UdpServer(("127.0.0.1", 0), _Udp)
+    udp, tcp = _bound_pair()
     port = udp.server_address[1]
-    tcp = _TcpServer(("127.0.0.1", port), _Tcp)
     for server in (udp, tcp):
         server.zone = zone  # type: ignore[attr-defined]
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True) for s in (udp, tcp)]
