@@ -136,7 +136,8 @@ class Outcome(enum.StrEnum):
 
 
 class Hold(Exception):  # noqa: N818 -- a decision, not an error
-    """Keep the raw message, place nothing, and tell the user why."""
+    """Keep the raw message, place nothing, and tell the user why. Raised only before the message writes anything:
+    a batch has no savepoint per message, so a hold cannot undo what its message already wrote."""
 
     def __init__(self, reason: str, *, waiting_for: list[str] | None = None) -> None:
         super().__init__(reason)
