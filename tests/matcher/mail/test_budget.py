@@ -9,10 +9,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
 import pytest
 
 from services.matcher.mail.analysis import Analysis
 from services.matcher.mail.budget import Analyser, degraded_analysis
+from tests.support.stack import wait_for
 
 
 def message(body: str, *, subject: str = "Quarterly numbers", headers: str = "") -> bytes:
@@ -73,8 +75,11 @@ def test_child_that_dies_mid_message_yields_a_degraded_analysis(analyser: Analys
     analyser.analyse_all([ORDINARY])  # the child is running now
     [pid] = analyser.child_pids()
     results: list[Analysis] = []
+    busy_since = _cpu_seconds(pid)
     worker = threading.Thread(target=lambda: results.extend(analyser.analyse_all([BIG_MESSAGE * 1])))
     worker.start()
+    # Killed while it works on the message: killed before it got it, a fresh child would analyse it in full.
+    wait_for(lambda: _cpu_seconds(pid) > busy_since + 0.05, timeout=60, what="the child to start on the message")
     os.kill(pid, signal.SIGKILL)
     worker.join(timeout=120)
 
@@ -116,3 +121,8 @@ def _virtual_memory_bytes(pid: int) -> int:
         if line.startswith("VmSize:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmSize")
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
