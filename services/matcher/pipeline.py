@@ -1,14 +1,16 @@
 """Inbound messages, a batch at a time, top to bottom:
 
-    claim (count the attempt, commit) → analyse the batch (no database) → one transaction:
+    claim (count the attempt, one statement) → one transaction: lock the rows, analyse the batch (pure) →
     lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
-    thread → store → people → organizations → deal → mark it processed or held → commit
+    thread → store → people → organizations → deal → mark every row processed or held → release held mail that
+    now has a place → commit → log, count, enqueue what was released
 
 Claiming counts an attempt in its own committed transaction, before any work, so a message that kills its worker
 still counts; the worker then holds the rows locked while it works, so once its connection is gone (and a short
 claim window has passed) the message is due again, alone, and after `max_attempts` the sweep
-marks it failed with the reason. Each message is placed inside a savepoint: one that fails is rolled back alone,
-the rest of the batch commits, and the failed one is tried again by itself. Every row a message produces commits
+marks it failed with the reason. A message that fails rolls its whole batch back (holds are decided before a
+message writes anything, so no savepoint per message is needed): the rest of the batch is placed again without
+it, and the failed one is tried again by itself. Every row a message produces commits
 with its status, so a crash anywhere leaves it `received` for a retry, and a second run finds it done and changes
 nothing. Processing depends only on the raw bytes and the CRM's current state, so a held message can be
 reprocessed once its cause is fixed.
@@ -577,8 +579,8 @@ class Matcher:
         existing = _stored_message(session, account_id, parsed.message_id)
         if existing is not None:
             return existing, Outcome.duplicate
-        # From here on a second copy in the same batch must look (even if this savepoint rolls back: then it
-        # simply finds nothing).
+        # From here on a second copy in the same batch must look (if the batch rolls back, the next try starts
+        # with a fresh session).
         session.info.get(_CHECKED_IDS, {}).pop((account_id, parsed.message_id), None)
 
         roles = _external_roles(parsed, context)
