@@ -631,13 +631,10 @@ class Matcher:
             auth_summary=inbound.auth_summary,
             auth_results=inbound.auth_results,
         )
+        # The common case: everybody on it exists, so the message and its links to them go in one statement.
         people_to_create = creates and bool(people.missing)
-        if not people_to_create:
-            # The common case: everybody exists, so the message and its links to them go in one statement.
-            links = _people_links(roles, context, people.found, {}, _CREATING_RULES.get(classified.kind))
-            session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
-        else:
-            session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters({})})
+        links = {} if people_to_create else _people_links(roles, context, people.found, {}, None)
+        session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
         if parsed.attachments:
             session.execute(
                 insert(_ATTACHMENTS),

@@ -175,7 +175,11 @@ class _Child:
         return degraded_analysis(raw, f"analysis failed ({value}); stored with headers only")
 
     def start(self) -> None:
-        self._started()
+        """Start the process ahead of use; one that does not start is tried again when a message needs it."""
+        try:
+            self._started()
+        except RuntimeError:
+            self.stop()
 
     def _started(self) -> multiprocessing.connection.Connection:
         if self._process is not None and self._connection is not None and self._process.is_alive():
