@@ -1,7 +1,7 @@
 """Inbound messages, a batch at a time, top to bottom:
 
-    claim (count the attempt, one statement) → one transaction: lock the rows, analyse the batch (pure) →
-    lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
+    claim (count the attempt, one statement) → one transaction: lock the rows, analyse the batch (pure) while
+    its sender checks wait on DNS side by side → lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
     thread → store → people → organizations → deal → mark every row processed or held → release held mail that
     now has a place → commit → log, count, enqueue what was released
 
@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -215,6 +216,11 @@ class Matcher:
     # Messages this process placed: their queue messages (one per message, while a batch places sixteen) need no
     # claim. Only `processed` is remembered, because nothing ever sets a processed message back to `received`.
     placed: RecentlyPlaced = field(default_factory=lambda: RecentlyPlaced(100_000), compare=False)
+    # Sender checks mostly wait on DNS: a batch's run side by side in these threads (started on demand, shared by
+    # the process's consumer threads), so a batch holds its rows for its slowest check, not for their sum.
+    sender_checks: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="sender-checks"), compare=False
+    )
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         """One message by itself: claim, place, commit. Raises when this attempt failed and another is due."""
@@ -248,10 +254,11 @@ class Matcher:
             return result
         failed: dict[uuid.UUID, Exception] = {}
         analyses: dict[uuid.UUID, Analysis] = {}
+        checks: dict[uuid.UUID, SenderAuthentication] = {}
         remaining = claimed
         while remaining:
             try:
-                placed = self._place_batch(remaining, analyses)
+                placed = self._place_batch(remaining, analyses, checks)
             except _MessageFailedError as failure:
                 # Its batch-mates' work was rolled back with it: place them again, without it.
                 log.warning("matcher.message_failed_in_batch", inbound_id=str(failure.inbound_id), error=failure.why)
@@ -336,13 +343,19 @@ class Matcher:
             log.warning("matcher.attempt_failed", attempts=row.attempts, reason=reason)
             return Outcome.retry
 
-    def _place_batch(self, claimed: list[Claimed], analyses: dict[uuid.UUID, Analysis]) -> _Placed:
+    def _place_batch(
+        self,
+        claimed: list[Claimed],
+        analyses: dict[uuid.UUID, Analysis],
+        checks: dict[uuid.UUID, SenderAuthentication],
+    ) -> _Placed:
         """Place what was claimed in one transaction, or raise `_MessageFailedError` for the first message that fails
         (everything is rolled back: the caller places the others again without it).
 
-        The rows are locked first, analysed while locked: a claimed row that nobody holds locked is one whose
-        worker is gone, and the next claim (or sweep) may take it once the short claim window is over. Analyses
-        are kept in `analyses` for a second try of the same batch."""
+        The rows are locked first, then analysed and their senders checked (side by side) while locked: a claimed
+        row that nobody holds locked is one whose worker is gone, and the next claim (or sweep) may take it once
+        the short claim window is over. Analyses and sender checks are kept in `analyses` and `checks` for a
+        second try of the same batch."""
         placed = _Placed()
         with transaction(self.sessions) as session:
             inbounds = session.scalars(
@@ -356,10 +369,12 @@ class Matcher:
                 .options(defer(InboundMessage.raw, raiseload=True))  # the claim brought the bytes already
             ).all()
             raws = {claim.inbound_id: claim.raw for claim in claimed}
+            checking = self._start_sender_checks(inbounds, raws, checks)
             unanalysed = [inbound_id for inbound_id in raws if inbound_id not in analyses]
             if unanalysed:
                 fresh = self.analyse_all([raws[inbound_id] for inbound_id in unanalysed])
                 analyses.update(zip(unanalysed, fresh, strict=True))
+            checks.update((inbound_id, check.result()) for inbound_id, check in checking.items())
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
@@ -377,8 +392,8 @@ class Matcher:
                             contexts[inbound.account_id],
                             users[inbound.user_id],
                             inbound,
-                            raws[inbound.id],
                             analyses[inbound.id],
+                            checks.get(inbound.id),
                             releases,
                         )
                     except Exception as exc:
@@ -409,12 +424,12 @@ class Matcher:
         context: AccountContext,
         user: User,
         inbound: InboundMessage,
-        raw: bytes,
         analysis: Analysis,
+        checked: SenderAuthentication | None,
         releases: list[_Release],
     ) -> _Finished:
         """Place one message of the batch, or hold it (a hold is decided before anything is written)."""
-        authentication = self._authentication(inbound, raw)
+        authentication = self._authentication(inbound, checked)
         try:
             message, outcome = self._place(session, context, user, inbound, analysis, releases, authentication)
         except Hold as hold:
@@ -440,22 +455,40 @@ class Matcher:
             log_fields={"outcome": outcome.value, "message_id": str(message.id), "kind": message.kind},
         )
 
-    def _authentication(self, inbound: InboundMessage, raw: bytes) -> SenderAuthentication | None:
-        """The sender checks recorded on the row, or (first time, or DNS did not answer last time) made now and
-        recorded: a retry or a reprocess decides on the facts of arrival, not on today's DNS."""
-        if inbound.auth_results is not None:
-            recorded = SenderAuthentication.from_json(inbound.auth_results)
-            if self.sender_auth is None or not recorded.had_temporary_error:
-                return recorded
-        if self.sender_auth is None:
-            return None
-        checked = authenticate(
-            raw,
-            envelope_from=inbound.envelope_from,
-            client_ip=client_ip_of(inbound.peer),
-            helo=inbound.helo,
-            config=self.sender_auth,
-        )
+    def _start_sender_checks(
+        self,
+        inbounds: Sequence[InboundMessage],
+        raws: Mapping[uuid.UUID, bytes],
+        checks: Mapping[uuid.UUID, SenderAuthentication],
+    ) -> dict[uuid.UUID, Future[SenderAuthentication]]:
+        """Sender checks for the messages that need one, started side by side: those without recorded results, or
+        whose DNS did not answer last time. A retry or a reprocess decides on the facts of arrival, not on
+        today's DNS."""
+        config = self.sender_auth
+        if config is None:
+            return {}
+        return {
+            inbound.id: self.sender_checks.submit(
+                authenticate,
+                raws[inbound.id],
+                envelope_from=inbound.envelope_from,
+                client_ip=client_ip_of(inbound.peer),
+                helo=inbound.helo,
+                config=config,
+            )
+            for inbound in inbounds
+            if inbound.id not in checks
+            and (
+                inbound.auth_results is None or SenderAuthentication.from_json(inbound.auth_results).had_temporary_error
+            )
+        }
+
+    def _authentication(
+        self, inbound: InboundMessage, checked: SenderAuthentication | None
+    ) -> SenderAuthentication | None:
+        """The sender checks made for this batch, recorded on the row, or else the ones recorded before."""
+        if checked is None:
+            return None if inbound.auth_results is None else SenderAuthentication.from_json(inbound.auth_results)
         inbound.auth_results = checked.as_json()
         inbound.auth_summary = checked.summary
         log.info("matcher.sender_authentication", summary=checked.summary.value, source=checked.source)

@@ -92,3 +92,36 @@ def test_a_recorded_failure_is_not_checked_again(
     assert len(dns.zone.queries) == lookups  # decided on the facts of arrival
     with quiet_sessions() as session:
         assert session.get_one(InboundMessage, inbound_id).auth_summary == "fail"
+
+
+def test_a_batch_checks_its_senders_side_by_side_while_dns_is_slow(
+    quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant, tmp_path: Path
+) -> None:
+    """Each check waits on DNS; one after another, a batch of sixteen would hold its rows for sixteen waits."""
+    zone = Zone(delay_seconds=0.2)
+    with dns_server(zone) as slow_dns:
+        # Not required: the user's unsigned mail is placed (and its failed checks recorded), not held.
+        config = SenderAuthConfig(
+            authserv_id="mx.test", require=False, resolver=slow_dns.address, timeout_seconds=2.0, budget_seconds=5.0
+        )
+        matcher = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path), sender_auth=config, batch_size=4)
+        inbound_ids = [
+            receive(
+                quiet_sessions,
+                quiet_tenant,
+                make_mail(
+                    sender=quiet_tenant.user_email,
+                    to=[f"buyer@customer{n}.example"],
+                    subject=f"Quote {n}",
+                    message_id=f"<{uuid.uuid4()}@t>",
+                ),
+            )
+            for n in range(4)
+        ]
+        assert matcher.process_due(inbound_ids[0]) is Outcome.stored
+
+    assert zone.most_in_flight >= 2
+    with quiet_sessions() as session:
+        rows = [session.get_one(InboundMessage, inbound_id) for inbound_id in inbound_ids]
+        assert [row.status for row in rows] == [InboundStatus.processed] * 4
+        assert all(row.auth_results is not None and row.auth_summary == "none" for row in rows)

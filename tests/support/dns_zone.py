@@ -13,6 +13,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ class Zone:
     records: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queries: list[tuple[str, str]] = field(default_factory=list)
+    # A far-away server: each answer waits this long (each query is served in its own thread).
+    delay_seconds: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most queries that were waiting for their answer at the same time
 
     def add(self, name: str, rdtype: str, value: str) -> None:
         with self.lock:
@@ -56,6 +61,13 @@ class Zone:
             self.queries.append((name, rdtype))
             at_name = self.records.get(name)
             values = list(at_name.get(rdtype, [])) if at_name else []
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay_seconds)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
         if at_name is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif values:
