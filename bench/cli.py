@@ -90,6 +90,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also push Mailroom at a steady rate and report 250→API latency; `half` is half of the end-to-end"
         " rate the burst reached in this run",
     )
+    parser.add_argument(
+        "--dns-latency",
+        type=float,
+        metavar="MS",
+        help="check every sender (SPF, DKIM, DMARC) against a local DNS server answering after MS milliseconds;"
+        " without it the bench turns sender checks off",
+    )
     parser.add_argument("--profile-gateway", type=Path, metavar="FILE", help="run the gateway under cProfile")
     parser.add_argument(
         "--profile-matcher",
@@ -127,7 +134,13 @@ def _run(args: argparse.Namespace, work_dir: Path, runner: asyncio.Runner) -> No
     run_id = new_run_id()
     with contextlib.ExitStack() as servers:
         room = servers.enter_context(
-            mailroom(work_dir, run_id, profile_to=args.profile_gateway, pipeline=not args.accept_only)
+            mailroom(
+                work_dir,
+                run_id,
+                profile_to=args.profile_gateway,
+                pipeline=not args.accept_only,
+                dns_latency=None if args.dns_latency is None else args.dns_latency / 1000,
+            )
         )
         references = [servers.enter_context(sink("raw")), servers.enter_context(sink("aiosmtpd"))]
         postfix = find_postfix(args.postfix, args.postfix_rcpt)
@@ -164,6 +177,9 @@ def _preamble(args: argparse.Namespace, room: Mailroom, postfix: SmtpTarget | No
             else f"  mailroom  gateway, worker ({settings.worker_processes} processes × {settings.worker_threads}"
             " threads), api: separate processes",
             f"  postfix   {postfix_is}",
+            "  senders   not checked (no DNS)"
+            if args.dns_latency is None
+            else f"  senders   checked (SPF, DKIM, DMARC) against a DNS server answering after {args.dns_latency:g} ms",
         ]
     )
 

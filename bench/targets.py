@@ -23,6 +23,7 @@ from shared import directory
 from shared.db import libpq_url, make_engine, make_session_factory, transaction
 from shared.migrate import upgrade
 from shared.settings import Settings
+from tests.support.dns_zone import Zone, dns_server
 from tests.support.servers import (
     LOCAL_POSTGRES,
     LOCAL_REDIS,
@@ -66,20 +67,27 @@ class SmtpTarget:
 
 
 @contextlib.contextmanager
-def mailroom(work_dir: Path, run_id: str, *, profile_to: Path | None, pipeline: bool) -> Iterator[Mailroom]:
+def mailroom(
+    work_dir: Path, run_id: str, *, profile_to: Path | None, pipeline: bool, dns_latency: float | None = None
+) -> Iterator[Mailroom]:
     """Mailroom on the configured servers, else the local ones (scratch database), else the embedded ones.
 
     Without `pipeline` only the gateway runs: accepted mail waits in Postgres and Redis for a worker that never
-    comes, which measures accepting alone.
+    comes, which measures accepting alone. With `dns_latency` (seconds) the worker checks every sender (SPF,
+    DKIM, DMARC) against a local DNS server that answers after that long, as a distant one would.
     """
     configured = Settings(data_dir=work_dir / "data")
     settings, servers = _choose_servers(configured)
-    with resolved_servers(settings) as resolved:
+    with resolved_servers(settings) as resolved, contextlib.ExitStack() as dns_scope:
         url = resolved.require_database_url()
         if settings.database_url is not None:
             upgrade(url)  # resolved_servers migrates only the embedded database
         namespace = f"mailroom-bench-{run_id}"
         env = _service_env(resolved, namespace)
+        if dns_latency is not None:
+            dns = dns_scope.enter_context(dns_server(Zone(delay_seconds=dns_latency)))
+            # Checked and recorded, but not required: the bench's unsigned mail "from the user" is placed.
+            env.update({"MAILROOM_VERIFY_SENDERS": "true", "MAILROOM_DNS_RESOLVER": dns.address})
         stack = Stack(env=env, log_dir=work_dir)
         account_id, api_token, bcc_address, user_email = _create_tenant(url, resolved.bcc_domain)
         try:
