@@ -254,6 +254,15 @@ def nameserver(value: str) -> tuple[str, int]:
 # --- DNS ---------------------------------------------------------------------------------------------------------
 
 
+@cache
+def _answers_from(resolver: str | None) -> dns.resolver.LRUCache:
+    """The answers of one DNS server, kept as long as their TTL allows, as a caching resolver keeps them: the same
+    sender domains come back all day (a user's own domain is on every message they send), and a lookup costs more
+    CPU here (dnspython builds and reads every DNS message in Python) than the rest of a message's sender checks.
+    One cache per server, because answers from one server say nothing about what another would answer."""
+    return dns.resolver.LRUCache(max_size=10_000)
+
+
 class _Lookups:
     """A resolver for one message: the configured server, short timeouts, and one shared time budget."""
 
@@ -268,7 +277,7 @@ class _Lookups:
         resolver.timeout = config.timeout_seconds
         resolver.lifetime = config.timeout_seconds
         resolver.use_edns(0, 0, 1232)  # DKIM keys rarely fit the 512 bytes of plain DNS
-        resolver.cache = None
+        resolver.cache = _answers_from(config.resolver)
         self.resolver = resolver
         self.timeout = config.timeout_seconds
         self.deadline = time.monotonic() + config.budget_seconds

@@ -121,9 +121,12 @@ def test_empty_envelope_sender_checks_the_helo_name(server: DnsServer) -> None:
     assert (result.spf.result, result.spf.domain) == ("pass", "acme.example")
 
 
-def test_only_the_configured_number_of_signatures_is_checked(server: DnsServer, key: SigningKey) -> None:
+def test_only_the_configured_number_of_signatures_is_checked(server: DnsServer) -> None:
     raw = mail_from("sam@acme.example")
-    for _ in range(4):
+    # Each under its own selector, as an attacker would sign: a key already looked up comes from the cache.
+    for n in range(4):
+        key = new_signing_key("acme.example", selector=f"flood{n}")
+        key.publish(server.zone)
         raw = key.sign(raw)
     before = len(server.zone.queries)
     result = authenticate(
@@ -200,3 +203,17 @@ def test_helpers() -> None:
     assert nameserver("10.0.0.2") == ("10.0.0.2", 53)
     assert aligned("mail.example.co.uk", "example.co.uk")
     assert not aligned("other.co.uk", "example.co.uk")
+
+
+def test_answers_are_kept_for_their_ttl_and_never_shared_between_dns_servers(server: DnsServer) -> None:
+    raw = mail_from("sam@acme.example")
+    arrival = {"envelope_from": "sam@acme.example", "client_ip": "192.0.2.10", "helo": "mx.acme.example"}
+    assert authenticate(raw, **arrival, config=config(server)).spf.result == "pass"
+    asked = len(server.zone.queries)
+    assert authenticate(raw, **arrival, config=config(server)).spf.result == "pass"
+    assert ("acme.example", "TXT") not in server.zone.queries[asked:]  # the SPF record came from the cache
+
+    elsewhere = Zone()
+    elsewhere.add("acme.example", "TXT", "v=spf1 -all")
+    with dns_server(elsewhere) as other_server:
+        assert authenticate(raw, **arrival, config=config(other_server)).spf.result == "fail"
