@@ -1,9 +1,10 @@
 """Inbound messages, a batch at a time, top to bottom:
 
     claim (count the attempt, one statement) → one transaction: lock the rows, analyse the batch (pure) while
-    its sender checks wait on DNS side by side → lock every name the batch needs → for each message: decide (sent / forwarded / contact / machine / hold) →
-    thread → store → people → organizations → deal → mark every row processed or held → release held mail that
-    now has a place → commit → log, count, enqueue what was released
+    its sender checks wait on DNS side by side → lock every name the batch needs, then look up what its messages
+    connect to → for each message: decide (sent / forwarded / contact / machine / hold) → thread → store →
+    people → organizations → deal → mark every row processed or held → release held mail that now has a place →
+    commit → log, count, enqueue what was released
 
 Claiming counts an attempt in its own committed transaction, before any work, so a message that kills its worker
 still counts; the worker then holds the rows locked while it works, so once its connection is gone (and a short
@@ -57,6 +58,7 @@ from services.matcher.placement.people import (
 from services.matcher.placement.senders import trusted_bounce_recipients, unauthenticated_claim
 from services.matcher.placement.threads import (
     assign_thread,
+    prefetch_connections,
     subject_lock_names,
     threads_joined_by_subject,
 )
@@ -795,12 +797,34 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
                 if domain_of(address) in new_domains[account_id]:
                     names.append((account_id, f"organization-domain:{domain_of(address)}"))
     lock_all(session, names)
-    # Under the locks of their ids: which of the batch's messages may be stored already (one query per account).
+    # Under the locks of their ids: which of the batch's messages may be stored already, and what each connects
+    # to (one query each per account).
     for account_id, headers in _message_ids_by_account(batch).items():
         _note_stored_ids(session, account_id, headers)
+    for account_id, mails in _threading_inputs(batch).items():
+        prefetch_connections(session, account_id, mails)
 
 
 _CHECKED_IDS = "mailroom.checked_message_ids"  # (account, Message-ID) → may it be stored already?
+
+
+def _threading_inputs(
+    batch: list[tuple[AccountContext, Analysis]],
+) -> dict[uuid.UUID, list[tuple[set[str], str | None, datetime | None, frozenset[str]]]]:
+    """Each mail's ids, subject, date and external participants, as `assign_thread` will be given them."""
+    inputs: dict[uuid.UUID, list[tuple[set[str], str | None, datetime | None, frozenset[str]]]] = {}
+    for context, analysis in batch:
+        for analysed in _mails_of(analysis):
+            parsed = analysed.mail
+            inputs.setdefault(context.account_id, []).append(
+                (
+                    {parsed.message_id, *analysed.thread_references},
+                    parsed.subject,
+                    parsed.sent_at,
+                    _participants(parsed, context),
+                )
+            )
+    return inputs
 
 
 def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dict[uuid.UUID, set[str]]:

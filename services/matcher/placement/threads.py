@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, Uuid, delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -93,9 +93,13 @@ def assign_thread(
     context = context if context is not None else load_account(session, account_id)
     threads = _lock_connected_threads(session, account_id, arrival, context)
     if not threads:
-        return _new_thread(session, account_id, arrival)
-    thread = _merge(session, account_id, threads)
-    _record(session, account_id, thread, arrival)
+        thread = _new_thread(session, account_id, arrival)
+    else:
+        thread = _merge(session, account_id, threads)
+        _record(session, account_id, thread, arrival)
+    prefetched = _prefetched(session, account_id)
+    if prefetched is not None:
+        prefetched.note_written(arrival, {thread.id, *(t.id for t in threads)})
     return thread
 
 
@@ -144,8 +148,11 @@ def _lock_connected_threads(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
 ) -> list[Thread]:
     """Every thread the message connects to, locked; re-read when a concurrent merge folded one away."""
+    prefetched = _prefetched(session, account_id)
     while True:
-        thread_ids = _connected_thread_ids(session, account_id, arrival, context)
+        # The batch's look-up first; after a concurrent merge, Postgres itself (the look-up is older than it).
+        thread_ids = _connected_thread_ids(session, account_id, arrival, context, prefetched)
+        prefetched = None
         if not thread_ids:
             return []
         threads = list(
@@ -160,6 +167,17 @@ def _lock_connected_threads(
         # what we read about them stays true until we commit.
         if len(threads) == len(thread_ids):
             return threads
+
+
+class _Candidate(NamedTuple):
+    """A thread a message may connect to: through one of its ids, or (with that message's addresses, for the
+    participant test) through a message with its subject."""
+
+    thread_id: uuid.UUID
+    by_key: bool
+    from_address: str | None
+    to: list[dict[str, Any]] | None
+    cc: list[dict[str, Any]] | None
 
 
 # The threads holding one of a message's ids, and (in the same round trip) the messages it may be joined to by
@@ -183,9 +201,15 @@ _CONNECTED = text(
 
 
 def _connected_thread_ids(
-    session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
+    session: Session,
+    account_id: uuid.UUID,
+    arrival: _Arrival,
+    context: AccountContext,
+    prefetched: _Prefetched | None,
 ) -> set[uuid.UUID]:
-    rows = _connected_rows(session, account_id, arrival, keys=arrival.keys)
+    rows = prefetched.candidates(arrival) if prefetched is not None else None
+    if rows is None:
+        rows = _candidates(_connected_rows(session, account_id, arrival, keys=arrival.keys))
     connected = {row.thread_id for row in rows if row.by_key}
     return connected | _joined_by_subject([row for row in rows if not row.by_key], arrival, context)
 
@@ -194,7 +218,8 @@ def _subject_threads(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, context: AccountContext
 ) -> set[uuid.UUID]:
     """Threads holding a message this one is joined to by subject, participant and time."""
-    return _joined_by_subject(_connected_rows(session, account_id, arrival, keys=()), arrival, context)
+    rows = _connected_rows(session, account_id, arrival, keys=())
+    return _joined_by_subject(_candidates(rows), arrival, context)
 
 
 def _connected_rows(
@@ -214,7 +239,11 @@ def _connected_rows(
     ).all()
 
 
-def _joined_by_subject(rows: Iterable[Row[Any]], arrival: _Arrival, context: AccountContext) -> set[uuid.UUID]:
+def _candidates(rows: Iterable[Row[Any]]) -> list[_Candidate]:
+    return [_Candidate(row.thread_id, row.by_key, row.from_address, row.to, row.cc) for row in rows]
+
+
+def _joined_by_subject(rows: Iterable[_Candidate], arrival: _Arrival, context: AccountContext) -> set[uuid.UUID]:
     # The other message's external participants, worked out as the pipeline worked out this one's, so that the
     # test is symmetric and it does not matter which of the two arrives second.
     found: set[uuid.UUID] = set()
@@ -222,12 +251,155 @@ def _joined_by_subject(rows: Iterable[Row[Any]], arrival: _Arrival, context: Acc
         if row.thread_id in found:
             continue
         theirs = {
-            context.canonical(a) for a in _addresses(row.from_address, row.to, row.cc) if not context.is_internal(a)
+            context.canonical(a)
+            for a in _addresses(row.from_address, row.to or [], row.cc or [])
+            if not context.is_internal(a)
         }
         # Mail with nobody outside the account (notes to self, colleagues) is "with the same people" as its like.
         if theirs & arrival.participants if arrival.participants else not theirs:
             found.add(row.thread_id)
     return found
+
+
+# What `_CONNECTED` finds, for every message of a batch in one round trip: the threads of all their ids, the
+# messages with one of their subjects in the window of any of them, and those messages' threads' participants
+# among all of theirs. `candidates` then answers each message exactly as `_CONNECTED` would have.
+_BATCH_CONNECTED = text(
+    'WITH by_subject AS (SELECT thread_id, subject_key, from_address, "to", cc,'
+    ' coalesce(sent_at, created_at) AS at, cardinality("references") = 0 AS without_references FROM messages'
+    " WHERE account_id = :account_id AND subject_key = ANY(CAST(:subject_keys AS text[]))"
+    " AND coalesce(sent_at, created_at) BETWEEN :earliest AND :latest)"
+    " SELECT 'key' AS kind, thread_id, message_id_header AS value, CAST(NULL AS text) AS from_address,"
+    ' CAST(NULL AS jsonb) AS "to", CAST(NULL AS jsonb) AS cc, CAST(NULL AS timestamptz) AS at,'
+    " CAST(NULL AS boolean) AS without_references"
+    " FROM thread_keys WHERE account_id = :account_id AND message_id_header = ANY(CAST(:keys AS text[]))"
+    " UNION ALL"
+    " SELECT 'subject', thread_id, subject_key, from_address, \"to\", cc, at, without_references FROM by_subject"
+    " UNION ALL"
+    " SELECT 'participant', thread_id, address, NULL, NULL, NULL, NULL, NULL FROM thread_participants"
+    " WHERE account_id = :account_id AND address = ANY(CAST(:participants AS text[]))"
+    " AND thread_id IN (SELECT thread_id FROM by_subject)"
+)
+_PREFETCHED = "mailroom.thread_connections"  # account → _Prefetched, for the transaction of one batch
+
+
+@dataclass
+class _SubjectRow:
+    candidate: _Candidate
+    at: datetime
+    without_references: bool
+
+
+@dataclass
+class _Prefetched:
+    """The batch's connections as they were once it held its locks, and what the batch has written since."""
+
+    keys: frozenset[str]
+    subject_keys: frozenset[str]
+    participants: frozenset[str]
+    earliest: datetime
+    latest: datetime
+    threads_by_key: dict[str, uuid.UUID] = field(default_factory=dict)
+    by_subject: dict[str, list[_SubjectRow]] = field(default_factory=dict)
+    thread_participants: dict[uuid.UUID, set[str]] = field(default_factory=dict)
+    written_keys: set[str] = field(default_factory=set)
+    written_subject_keys: set[str] = field(default_factory=set)
+    written_threads: set[uuid.UUID] = field(default_factory=set)
+
+    def candidates(self, arrival: _Arrival) -> list[_Candidate] | None:
+        """What `_CONNECTED` would return for the message, or None when the prefetch cannot say: it did not
+        look for all of the message's ids, subject, window or participants, or the batch has since written
+        something the answer depends on (its ids, its subject, or one of the threads it would find)."""
+        keys = set(arrival.keys)
+        if not keys <= self.keys or keys & self.written_keys or not arrival.participants <= self.participants:
+            return None
+        found = [
+            _Candidate(self.threads_by_key[key], True, None, None, None) for key in keys if key in self.threads_by_key
+        ]
+        subject_key = arrival.subject_key
+        if subject_key is not None:
+            earliest, latest = arrival.at - SUBJECT_WINDOW, arrival.at + SUBJECT_WINDOW
+            if subject_key not in self.subject_keys or subject_key in self.written_subject_keys:
+                return None
+            if earliest < self.earliest or latest > self.latest:
+                return None
+            for row in self.by_subject.get(subject_key, []):
+                if row.candidate.thread_id in self.written_threads:
+                    return None
+                if not earliest <= row.at <= latest:
+                    continue
+                if arrival.has_references and not row.without_references:
+                    continue
+                if arrival.participants and not arrival.participants & self.thread_participants.get(
+                    row.candidate.thread_id, set()
+                ):
+                    continue
+                found.append(row.candidate)
+        if any(candidate.thread_id in self.written_threads for candidate in found):
+            return None
+        return found
+
+    def note_written(self, arrival: _Arrival, threads: set[uuid.UUID]) -> None:
+        """The message joined (or made, or merged) `threads` and gave them its ids, subject and participants."""
+        self.written_keys.update(arrival.keys)
+        if arrival.subject_key is not None:
+            self.written_subject_keys.add(arrival.subject_key)
+        self.written_threads.update(threads)
+
+
+def prefetch_connections(
+    session: Session,
+    account_id: uuid.UUID,
+    mails: Iterable[tuple[Iterable[str], str | None, datetime | None, Iterable[str]]],
+) -> None:
+    """Look up, in one round trip, what the batch's messages (ids, subject, sent at, external participants) connect
+    to, for `assign_thread` to use instead of a query per message. Call once the batch holds all its locks: only
+    the batch itself can then change what its messages connect to, and it keeps track of what it writes."""
+    keys: set[str] = set()
+    subject_keys: set[str] = set()
+    participants: set[str] = set()
+    moments: list[datetime] = []
+    for ids, subject, sent_at, addresses in mails:
+        keys.update(ids)
+        participants.update(normalize_address(address) for address in addresses if address.strip())
+        key = subject_key(subject)
+        if key is not None:
+            subject_keys.add(key)
+            moments.append(sent_at if sent_at is not None else _now(session))
+    earliest = min(moments, default=datetime.now().astimezone()) - SUBJECT_WINDOW
+    latest = max(moments, default=datetime.now().astimezone()) + SUBJECT_WINDOW
+    prefetched = _Prefetched(frozenset(keys), frozenset(subject_keys), frozenset(participants), earliest, latest)
+    rows = session.execute(
+        _BATCH_CONNECTED,
+        {
+            "account_id": account_id,
+            "keys": sorted(keys),
+            "subject_keys": sorted(subject_keys),
+            "participants": sorted(participants),
+            "earliest": earliest,
+            "latest": latest,
+        },
+    ).all()
+    for row in rows:
+        if row.kind == "key":
+            prefetched.threads_by_key[row.value] = row.thread_id
+        elif row.kind == "subject":
+            candidate = _Candidate(row.thread_id, False, row.from_address, row.to, row.cc)
+            prefetched.by_subject.setdefault(row.value, []).append(
+                _SubjectRow(candidate, row.at, row.without_references)
+            )
+        else:
+            prefetched.thread_participants.setdefault(row.thread_id, set()).add(row.value)
+    session.info.setdefault(_PREFETCHED, {})[account_id] = prefetched
+
+
+def _prefetched(session: Session, account_id: uuid.UUID) -> _Prefetched | None:
+    found: dict[uuid.UUID, _Prefetched] = session.info.get(_PREFETCHED, {})
+    return found.get(account_id)
+
+
+def _now(session: Session) -> datetime:
+    return session.scalar(select(func.now())) or datetime.now().astimezone()
 
 
 def _addresses(from_address: str | None, to: Iterable[dict[str, Any]], cc: Iterable[dict[str, Any]]) -> list[str]:

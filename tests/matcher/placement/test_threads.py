@@ -20,8 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.pipeline import Matcher, Outcome
+from services.matcher.placement.threads import assign_thread, prefetch_connections
 from shared.blobstore import LocalBlobStore
-from shared.db import make_engine, make_session_factory
+from shared.db import make_engine, make_session_factory, transaction
 from shared.models import InboundMessage, InboundStatus, Message, Thread, ThreadParticipant
 from tests.conftest import Infra, Tenant, new_tenant
 from tests.matcher.conftest import receive
@@ -137,6 +138,30 @@ def test_a_message_that_references_two_threads_merges_them_with_their_dates_and_
         assert session.scalars(select(Thread.id).where(Thread.account_id == quiet_tenant.account_id)).all() == [
             thread.id
         ]
+
+
+def test_a_batch_whose_look_up_a_concurrent_merge_made_stale_finds_the_merged_thread(
+    matcher: Matcher, quiet_sessions: Sessions, quiet_tenant: Tenant
+) -> None:
+    account_id = quiet_tenant.account_id
+    deliver(matcher, quiet_sessions, quiet_tenant, [Mail("a@x", "Renewal", (ALICE,)), Mail("b@x", "Pricing", (BOB,))])
+    reply_at = T0 + timedelta(hours=3)
+    with transaction(quiet_sessions) as session:
+        # A batch looked up what its reply to b@x connects to: b@x's thread.
+        prefetch_connections(session, account_id, [({"c@x", "b@x"}, "Re: Pricing", reply_at, frozenset({BOB}))])
+        # Before it places the reply, another worker merges b@x's thread into a@x's (the older one survives).
+        merging = Mail("m@x", "Both", (ALICE, BOB), references=("a@x", "b@x"), hours=2)
+        deliver(matcher, quiet_sessions, quiet_tenant, [merging])
+        thread = assign_thread(
+            session,
+            account_id,
+            message_id="c@x",
+            references=("b@x",),
+            subject="Re: Pricing",
+            sent_at=reply_at,
+            participants=frozenset({BOB}),
+        )
+        assert thread.id == thread_of(quiet_sessions, quiet_tenant, "a@x").id
 
 
 def test_reference_loops_and_duplicate_message_ids_do_not_break_anything(
@@ -326,6 +351,26 @@ def _process_share(database_url: str, blobs: str, inbound_ids: list[str], start:
             matcher.process_due(uuid.UUID(inbound_id))
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_give_the_threads_of_one_message_at_a_time(
+    matcher: Matcher, quiet_sessions: Sessions, tmp_path: Path, seed: int
+) -> None:
+    """A batch looks up what its messages connect to once, then places them one after another: a message that
+    connects to one placed earlier in its batch (a reply, a subject-only follow-up, a merge) must still find it."""
+    talks = conversations()
+    sequential = new_tenant(quiet_sessions)
+    deliver(matcher, quiet_sessions, sequential, [mail for talk in talks for mail in talk])
+
+    mails = [mail for talk in talks for mail in talk]
+    random.Random(seed).shuffle(mails)
+    batched = new_tenant(quiet_sessions)
+    inbound_ids = [receive(quiet_sessions, batched, mail.raw(batched)) for mail in mails]
+    in_batches = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path / "blobs"), batch_size=7)
+    for inbound_id in inbound_ids:  # as the queue delivers them: most find their message placed by a batch
+        assert in_batches.process_due(inbound_id) in (Outcome.stored, Outcome.duplicate, Outcome.already_done)
+    assert partition(quiet_sessions, batched) == partition(quiet_sessions, sequential)
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
