@@ -15,6 +15,7 @@ organizational domain (the Public Suffix List decides what that is).
 from __future__ import annotations
 
 import email
+import email.parser
 import email.utils
 import ipaddress
 import time
@@ -208,7 +209,9 @@ def authenticate(
     config: SenderAuthConfig,
 ) -> SenderAuthentication:
     """Verify the message as it arrived from `client_ip`, or believe the trusted relay it came through."""
-    message = email.message_from_bytes(raw)
+    # Only header fields are read here (DKIM verifies the raw bytes): the body, all of a large message's MIME
+    # parts, is the analysis' to parse.
+    message = email.parser.BytesParser().parsebytes(raw, headersonly=True)
     from_domain = from_domain_of(message)
     if config.is_trusted_relay(client_ip):
         relayed = _from_trusted_relay(message, from_domain, client_ip or "", config)
