@@ -80,7 +80,7 @@ def assign_thread(
         subject=subject,
         subject_key=subject_key(subject),
         sent_at=sent_at,
-        at=sent_at if sent_at is not None else session.scalar(select(func.now())) or datetime.now().astimezone(),
+        at=sent_at if sent_at is not None else _now(session),
         participants=participants,
     )
     # Ids first, then subjects: every worker takes its locks in this order, each group sorted, so none can wait
@@ -130,7 +130,7 @@ def threads_joined_by_subject(
         subject=subject,
         subject_key=key,
         sent_at=sent_at,
-        at=sent_at if sent_at is not None else session.scalar(select(func.now())) or datetime.now().astimezone(),
+        at=sent_at if sent_at is not None else _now(session),
         participants=frozenset(normalize_address(p) for p in participants if p.strip()),
     )
     return _subject_threads(session, context.account_id, arrival, context)
@@ -359,13 +359,19 @@ def prefetch_connections(
     subject_keys: set[str] = set()
     participants: set[str] = set()
     moments: list[datetime] = []
+    undated = False
     for ids, subject, sent_at, addresses in mails:
         keys.update(ids)
         participants.update(normalize_address(address) for address in addresses if address.strip())
         key = subject_key(subject)
         if key is not None:
             subject_keys.add(key)
-            moments.append(sent_at if sent_at is not None else _now(session))
+            if sent_at is None:
+                undated = True  # `assign_thread` places it at the transaction's start
+            else:
+                moments.append(sent_at)
+    if undated:
+        moments.append(_now(session))
     earliest = min(moments, default=datetime.now().astimezone()) - SUBJECT_WINDOW
     latest = max(moments, default=datetime.now().astimezone()) + SUBJECT_WINDOW
     prefetched = _Prefetched(frozenset(keys), frozenset(subject_keys), frozenset(participants), earliest, latest)
@@ -399,6 +405,7 @@ def _prefetched(session: Session, account_id: uuid.UUID) -> _Prefetched | None:
 
 
 def _now(session: Session) -> datetime:
+    """When the transaction started: where mail without a usable Date is placed in time."""
     return session.scalar(select(func.now())) or datetime.now().astimezone()
 
 
