@@ -834,14 +834,14 @@ def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dic
     return headers
 
 
+_STORED_IDS = text(
+    "SELECT message_id_header FROM messages"
+    " WHERE account_id = :account_id AND message_id_header = ANY(CAST(:headers AS text[]))"
+)
+
+
 def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str]) -> None:
-    stored = set(
-        session.scalars(
-            select(Message.message_id_header).where(
-                Message.account_id == account_id, Message.message_id_header.in_(headers)
-            )
-        ).all()
-    )
+    stored = set(session.scalars(_STORED_IDS, {"account_id": account_id, "headers": sorted(headers)}).all())
     checked: dict[tuple[uuid.UUID, str], bool] = session.info.setdefault(_CHECKED_IDS, {})
     checked.update(((account_id, header), header in stored) for header in headers)
 
