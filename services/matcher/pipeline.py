@@ -37,7 +37,7 @@ from services.matcher.mail.analysis import AnalysedMail, Analysis
 from services.matcher.mail.budget import InProcessAnalyser
 from services.matcher.mail.decision import Decision, DecisionKind, decide
 from services.matcher.mail.parsing import Address, ParsedMail
-from services.matcher.placement.account import AccountContext, domain_of, load_account
+from services.matcher.placement.account import AccountContext, AccountUser, domain_of, load_account
 from services.matcher.placement.deals import (
     DealDecision,
     DealOutcome,
@@ -85,7 +85,6 @@ from shared.models import (
     PersonEmail,
     PersonRule,
     ThreadKey,
-    User,
 )
 
 log = structlog.get_logger(__name__)
@@ -380,10 +379,6 @@ class Matcher:
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
-            users = {
-                user.id: user
-                for user in session.scalars(select(User).where(User.id.in_({i.user_id for i in inbounds}))).all()
-            }
             _lock_batch(session, [(contexts[inbound.account_id], analyses[inbound.id]) for inbound in inbounds])
             releases: list[_Release] = []
             for inbound in inbounds:
@@ -392,7 +387,7 @@ class Matcher:
                         finished = self._one(
                             session,
                             contexts[inbound.account_id],
-                            users[inbound.user_id],
+                            contexts[inbound.account_id].users[inbound.user_id],
                             inbound,
                             analyses[inbound.id],
                             checks.get(inbound.id),
@@ -424,7 +419,7 @@ class Matcher:
         self,
         session: Session,
         context: AccountContext,
-        user: User,
+        user: AccountUser,
         inbound: InboundMessage,
         analysis: Analysis,
         checked: SenderAuthentication | None,
@@ -500,7 +495,7 @@ class Matcher:
         self,
         session: Session,
         context: AccountContext,
-        user: User,
+        user: AccountUser,
         inbound: InboundMessage,
         analysis: Analysis,
         releases: list[_Release],
@@ -569,7 +564,7 @@ class Matcher:
         self,
         session: Session,
         context: AccountContext,
-        user: User,
+        user: AccountUser,
         inbound: InboundMessage,
         analysis: Analysis,
         decision: Decision,

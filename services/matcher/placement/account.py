@@ -25,9 +25,19 @@ def domain_of(address: str) -> str:
 
 
 @dataclass(frozen=True)
+class AccountUser:
+    """What placement says about a user: who mail counts as sent by, and how a hold reason names them."""
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+
+
+@dataclass(frozen=True)
 class AccountContext:
     account_id: uuid.UUID
     settings: AccountSettings
+    users: dict[uuid.UUID, AccountUser]
     # Every address that is one of the account's users (login addresses and all aliases, verified or not).
     user_addresses: dict[str, uuid.UUID]
     # Per user: the addresses that make mail count as sent by that user (login address and verified aliases).
@@ -51,9 +61,9 @@ class AccountContext:
 # fixed statement: it runs for every batch, and building ORM selects cost more than running them.
 _ACCOUNT = text(
     "SELECT 'account' AS kind, CAST(NULL AS uuid) AS user_id, CAST(NULL AS text) AS address,"
-    " CAST(NULL AS boolean) AS verified, settings FROM accounts WHERE id = :account_id"
-    " UNION ALL SELECT 'address', id, email, true, NULL FROM users WHERE account_id = :account_id"
-    " UNION ALL SELECT 'address', user_id, address, verified_at IS NOT NULL, NULL FROM user_aliases"
+    " CAST(NULL AS boolean) AS verified, CAST(NULL AS text) AS name, settings FROM accounts WHERE id = :account_id"
+    " UNION ALL SELECT 'user', id, email, true, name, NULL FROM users WHERE account_id = :account_id"
+    " UNION ALL SELECT 'alias', user_id, address, verified_at IS NOT NULL, NULL, NULL FROM user_aliases"
     " WHERE account_id = :account_id"
 )
 
@@ -64,7 +74,8 @@ def load_account(session: Session, account_id: uuid.UUID) -> AccountContext:
     if not stored_settings:
         raise LookupError(f"account {account_id} does not exist")
     settings = AccountSettings.of(stored_settings[0])
-    addresses = [(row.user_id, row.address, row.verified) for row in rows if row.kind == "address"]
+    addresses = [(row.user_id, row.address, row.verified) for row in rows if row.kind != "account"]
+    users = {row.user_id: AccountUser(row.user_id, row.address, row.name) for row in rows if row.kind == "user"}
     user_addresses: dict[str, uuid.UUID] = {}
     verified: dict[uuid.UUID, set[str]] = {}
     for user_id, address, is_verified in addresses:
@@ -77,6 +88,7 @@ def load_account(session: Session, account_id: uuid.UUID) -> AccountContext:
     return AccountContext(
         account_id=account_id,
         settings=settings,
+        users=users,
         user_addresses=user_addresses,
         verified={user_id: frozenset(addresses) for user_id, addresses in verified.items()},
         internal_domains=frozenset(internal),

@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from services.matcher.authentication import SenderAuthentication, domain_of
 from services.matcher.mail.analysis import Analysis
-from services.matcher.placement.account import AccountContext
+from services.matcher.placement.account import AccountContext, AccountUser
 from shared.addresses import normalize_address
-from shared.models import Direction, Message, User
+from shared.models import Direction, Message
 
 
 def unauthenticated_claim(
     context: AccountContext,
-    user: User,
+    user: AccountUser,
     claimed: str,
     authentication: SenderAuthentication | None,
 ) -> str | None:
