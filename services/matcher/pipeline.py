@@ -377,7 +377,7 @@ class Matcher:
             if unanalysed:
                 fresh = self.analyse_all([raws[inbound_id] for inbound_id in unanalysed])
                 analyses.update(zip(unanalysed, fresh, strict=True))
-            checks.update((inbound_id, check.result()) for inbound_id, check in checking.items())
+            _collect_sender_checks(checking, checks)
             contexts = {
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
@@ -780,6 +780,8 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
         for account_id, addresses in participants.items()
     }
     names: list[tuple[uuid.UUID, str]] = []
+    # Each mail's ids, subject, date and external participants, as `assign_thread` will be given them.
+    threading_inputs: dict[uuid.UUID, list[tuple[set[str], str | None, datetime | None, frozenset[str]]]] = {}
     for context, analysis in batch:
         account_id = context.account_id
         for analysed in _mails_of(analysis):
@@ -787,6 +789,9 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
             ids = {parsed.message_id, *analysed.thread_references, *parsed.references}
             names.extend((account_id, f"thread-key:{key}") for key in ids)
             mail_participants = _participants(parsed, context)
+            threading_inputs.setdefault(account_id, []).append(
+                ({parsed.message_id, *analysed.thread_references}, parsed.subject, parsed.sent_at, mail_participants)
+            )
             names.extend((account_id, name) for name in subject_lock_names(parsed.subject, mail_participants))
             for address in mail_participants:
                 if address in new_people[account_id]:
@@ -798,30 +803,11 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
     # to (one query each per account).
     for account_id, headers in _message_ids_by_account(batch).items():
         _note_stored_ids(session, account_id, headers)
-    for account_id, mails in _threading_inputs(batch).items():
+    for account_id, mails in threading_inputs.items():
         prefetch_connections(session, account_id, mails)
 
 
 _CHECKED_IDS = "mailroom.checked_message_ids"  # (account, Message-ID) → may it be stored already?
-
-
-def _threading_inputs(
-    batch: list[tuple[AccountContext, Analysis]],
-) -> dict[uuid.UUID, list[tuple[set[str], str | None, datetime | None, frozenset[str]]]]:
-    """Each mail's ids, subject, date and external participants, as `assign_thread` will be given them."""
-    inputs: dict[uuid.UUID, list[tuple[set[str], str | None, datetime | None, frozenset[str]]]] = {}
-    for context, analysis in batch:
-        for analysed in _mails_of(analysis):
-            parsed = analysed.mail
-            inputs.setdefault(context.account_id, []).append(
-                (
-                    {parsed.message_id, *analysed.thread_references},
-                    parsed.subject,
-                    parsed.sent_at,
-                    _participants(parsed, context),
-                )
-            )
-    return inputs
 
 
 def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dict[uuid.UUID, set[str]]:
@@ -1068,6 +1054,21 @@ class _MessageFailedError(Exception):
         self.inbound_id = inbound_id
         self.error = error
         self.why = f"{type(error).__name__}: {error}"[:500]
+
+
+def _collect_sender_checks(
+    checking: Mapping[uuid.UUID, Future[SenderAuthentication]], checks: dict[uuid.UUID, SenderAuthentication]
+) -> None:
+    """Wait for the batch's sender checks. One that raised fails its own message, as anything else that goes wrong
+    while placing it would: the others keep their results for the batch's next try."""
+    failure: _MessageFailedError | None = None
+    for inbound_id, check in checking.items():
+        try:
+            checks[inbound_id] = check.result()
+        except Exception as exc:
+            failure = failure or _MessageFailedError(inbound_id, exc)
+    if failure is not None:
+        raise failure
 
 
 def _mark_bounces(

@@ -7,12 +7,13 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.matcher.authentication import SenderAuthConfig
+from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate
 from services.matcher.pipeline import Matcher, Outcome
 from shared.blobstore import LocalBlobStore
 from shared.db import transaction
@@ -125,3 +126,49 @@ def test_a_batch_checks_its_senders_side_by_side_while_dns_is_slow(
         rows = [session.get_one(InboundMessage, inbound_id) for inbound_id in inbound_ids]
         assert [row.status for row in rows] == [InboundStatus.processed] * 4
         assert all(row.auth_results is not None and row.auth_summary == "none" for row in rows)
+
+
+def test_a_sender_check_that_raises_fails_its_own_message_not_its_batch(
+    quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def authenticate_or_trip(raw: bytes, **arrival: Any) -> SenderAuthentication:
+        if b"Subject: Trips the checker" in raw:
+            raise ValueError("a check the sender checks did not foresee")
+        return authenticate(raw, **arrival)
+
+    monkeypatch.setattr("services.matcher.pipeline.authenticate", authenticate_or_trip)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no DNS needed: nothing here is required
+    silent.bind(("127.0.0.1", 0))
+    config = SenderAuthConfig(
+        authserv_id="mx.test", require=False, resolver=f"127.0.0.1:{silent.getsockname()[1]}", budget_seconds=0.2
+    )
+    matcher = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path), sender_auth=config, batch_size=3)
+    inbound_ids = [
+        receive(
+            quiet_sessions,
+            quiet_tenant,
+            make_mail(
+                sender=quiet_tenant.user_email,
+                to=["jane@customer.example"],
+                subject=subject,
+                message_id=f"<{uuid.uuid4()}@t>",
+            ),
+        )
+        for subject in ("Fine", "Trips the checker", "Also fine")
+    ]
+    try:
+        assert matcher.process_due(inbound_ids[0]) is Outcome.stored
+    finally:
+        silent.close()
+
+    with quiet_sessions() as session:
+        fine, tripped, also_fine = (session.get_one(InboundMessage, inbound_id) for inbound_id in inbound_ids)
+        # The batch-mates were placed in the batch's first claim; only the tripped one was tried again, alone.
+        assert (fine.status, fine.attempts, also_fine.status, also_fine.attempts) == (
+            InboundStatus.processed,
+            1,
+            InboundStatus.processed,
+            1,
+        )
+        assert (tripped.status, tripped.attempts) == (InboundStatus.received, 2)
+        assert "a check the sender checks did not foresee" in (tripped.last_error or "")
