@@ -254,7 +254,9 @@ def _start_profiler(path: Path | None, pids: tuple[int, ...]) -> subprocess.Pope
     if path is None:
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    # Only threads holding the GIL: the CPU spent in Python, not the time spent waiting on Postgres or Redis.
     command = [py_spy, "record", "--format", "raw", "--output", str(path), "--rate", "200", "--nonblocking"]
+    command += ["--gil"]
     command += ["--subprocesses", "--pid", str(pids[0])]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -342,7 +344,8 @@ def render_table(factory: MessageFactory, args: argparse.Namespace, rows: list[R
                 per = 1e6 / row.push.accepted
                 notes.append(
                     f"  matcher CPU µs/msg (until the last is visible): worker {row.cpu.matcher * per:,.0f}"
-                    f" ({(row.cpu.matcher - row.matcher_idle) * per:,.0f} beyond its idle polling),"
+                    f" ({(row.cpu.matcher - row.matcher_idle) * per:,.0f} beyond its idle polling;"
+                    f" {row.cpu.matcher_analysis * per:,.0f} of it in analysis processes),"
                     f" its Postgres backends {row.cpu.matcher_postgres * per:,.0f}"
                 )
         if row.statuses is not None:
@@ -407,7 +410,7 @@ def matcher_profile_summary(path: Path, limit: int = 30) -> str:
                 break
         else:
             by_layer["other"] += samples
-    lines = [f"\nmatcher profile ({path}; py-spy collapsed stacks, {total} samples of busy threads)"]
+    lines = [f"\nmatcher profile ({path}; py-spy collapsed stacks, {total} samples of threads holding the GIL)"]
     lines += [f"  {samples / max(total, 1):6.1%}  {layer}" for layer, samples in by_layer.most_common()]
     lines.append("  own time (innermost frame):")
     lines += [f"  {samples / max(total, 1):6.1%}  {name}" for name, samples in own.most_common(limit)]

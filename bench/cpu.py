@@ -20,6 +20,7 @@ class CpuTimes:
     client: float
     matcher: float = 0.0  # the worker processes (Mailroom only)
     matcher_postgres: float = 0.0  # the Postgres backends the worker processes are connected to
+    matcher_analysis: float = 0.0  # the worker's analysis processes (part of `matcher`)
 
     def __sub__(self, other: CpuTimes) -> CpuTimes:
         return CpuTimes(
@@ -28,6 +29,7 @@ class CpuTimes:
             self.client - other.client,
             self.matcher - other.matcher,
             self.matcher_postgres - other.matcher_postgres,
+            self.matcher_analysis - other.matcher_analysis,
         )
 
 
@@ -39,7 +41,12 @@ def cpu_times(server_pids: tuple[int, ...], database: str | None, matcher_pids: 
     postgres = _postgres_seconds(database) if database else 0.0
     matcher_postgres = _backend_seconds(_backends_of(matcher_pids)) if matcher_pids else 0.0
     return CpuTimes(
-        _process_seconds(server_pids), postgres, time.process_time(), _process_seconds(matcher_pids), matcher_postgres
+        _process_seconds(server_pids),
+        postgres,
+        time.process_time(),
+        _process_seconds(matcher_pids),
+        matcher_postgres,
+        _leaf_seconds(matcher_pids),
     )
 
 
@@ -54,6 +61,20 @@ def _process_seconds(pids: tuple[int, ...]) -> float:
                 total += times.user + times.system
         except psutil.Error:
             continue  # gone or not ours to read: the figure is a lower bound, never an error
+    return total
+
+
+def _leaf_seconds(pids: tuple[int, ...]) -> float:
+    """CPU of the processes below these that have none of their own: a worker's analysis processes."""
+    total = 0.0
+    for pid in pids:
+        try:
+            for member in psutil.Process(pid).children(recursive=True):
+                if not member.children():
+                    times = member.cpu_times()
+                    total += times.user + times.system
+        except psutil.Error:
+            continue
     return total
 
 

@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     if profiler:
         profiler.enable()
-    for inbound_id in ids:  # as the queue delivers them: most find their row already placed by a batch
-        matcher.process_due(inbound_id)
+    for start in range(0, len(ids), args.batch_size):  # as the gateway enqueues them under load: a batch a time
+        matcher.process_due(ids[start : start + args.batch_size])
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)

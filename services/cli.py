@@ -117,6 +117,7 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
                     broker,
                     grace_seconds=0,
                     max_attempts=settings.process_max_attempts,
+                    ids_per_message=settings.matcher_batch_size,
                 )
             }
         )

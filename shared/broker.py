@@ -1,6 +1,7 @@
 """The dramatiq broker on Redis, and the names of what travels through it.
 
-Queue messages carry ids, never mail: the gateway enqueues an inbound id, the matcher loads the rest from Postgres.
+Queue messages carry ids, never mail: the gateway enqueues inbound ids (the ones it committed together, up to a
+matcher batch, in one queue message), the matcher loads the rest from Postgres.
 The gateway builds messages by name, so it does not import (or even need) the matcher's code.
 """
 
@@ -41,11 +42,13 @@ def make_broker(redis_url: str, namespace: str) -> RedisBroker:
     return broker
 
 
-def inbound_received(inbound_id: uuid.UUID) -> dramatiq.Message[None]:
+def inbound_received(*inbound_ids: uuid.UUID) -> dramatiq.Message[None]:
+    """One queue message for a group of inbound messages, which the matcher places as one batch: a queue message
+    costs the worker about as much as placing a message, so one per message would double its work."""
     return dramatiq.Message(
         queue_name=Queue.inbound.value,
         actor_name=ActorName.inbound_received.value,
-        args=(str(inbound_id),),
+        args=tuple(str(inbound_id) for inbound_id in inbound_ids),
         kwargs={},
         options={},
     )
@@ -79,6 +82,14 @@ def deal_recur(deal_id: uuid.UUID) -> dramatiq.Message[None]:
         kwargs={},
         options={},
     )
+
+
+def inbound_groups(inbound_ids: list[uuid.UUID], per_message: int) -> list[dramatiq.Message[None]]:
+    """Queue messages for these ids, `per_message` (a matcher batch) in each, in their order."""
+    return [
+        inbound_received(*inbound_ids[start : start + per_message])
+        for start in range(0, len(inbound_ids), max(per_message, 1))
+    ]
 
 
 def enqueue_many(broker: RedisBroker, messages: list[dramatiq.Message[None]]) -> None:

@@ -16,8 +16,9 @@ log = structlog.get_logger(__name__)
 
 
 def register_actors(broker: RedisBroker, matcher: Matcher, settings: Settings) -> None:
-    def inbound_received(inbound_id: str) -> None:
-        handle_inbound_received(matcher, inbound_id)
+    # Several ids per queue message (see shared.broker); a queue message from before that carries one.
+    def inbound_received(*inbound_ids: str) -> None:
+        handle_inbound_received(matcher, *inbound_ids)
 
     dramatiq.actor(
         broker=broker,
@@ -31,11 +32,11 @@ def register_actors(broker: RedisBroker, matcher: Matcher, settings: Settings) -
     )(inbound_received)
 
 
-def handle_inbound_received(matcher: Matcher, inbound_id: str) -> None:
-    """Process this message and up to a batch of others that are due. Every attempt is counted on its row when it
+def handle_inbound_received(matcher: Matcher, *inbound_ids: str) -> None:
+    """Process these messages and, up to a batch, others that are due. Every attempt is counted on its row when it
     is claimed; a failure raises (for dramatiq's retry with backoff) until the last attempt, which ends `failed`.
 
     After a time limit or a dead worker the row is unlocked and, once its short claim window is over, due again,
     alone: the sweep brings it back, or marks it failed once it is out of attempts."""
-    with structlog.contextvars.bound_contextvars(inbound_id=inbound_id):
-        matcher.process_due(uuid.UUID(inbound_id))
+    with structlog.contextvars.bound_contextvars(inbound_ids=list(inbound_ids)):
+        matcher.process_due([uuid.UUID(inbound_id) for inbound_id in inbound_ids])

@@ -100,22 +100,27 @@ _CREATING_RULES = {
     MessageKind.contact: RULE_PARTICIPANT_OF_CONTACT_MAIL,
 }
 
-# Claim the requested row and, unless it is being retried (a retry runs alone, so that a message that keeps
-# killing its batch is isolated), up to `limit - 1` other due rows that were never tried. The attempt is counted
-# and the claim taken in the same statement, committed before any work. Rows another worker holds locked are
-# skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what it claimed.
+# Claim the requested rows and, up to `limit`, other due rows. In a batch every row is fresh (never tried): a row
+# that was tried before runs alone (`:alone`), so that a message that keeps killing its batch is isolated. The
+# attempt is counted and the claim taken in the same statement, committed before any work. Rows another worker
+# holds locked are skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what
+# it claimed.
 _CLAIM = text(
     "WITH due AS ("
     " SELECT id FROM inbound_messages"
     " WHERE status = 'received' AND attempts < :max_attempts"
     " AND (claimed_until IS NULL OR claimed_until < now())"
-    " AND (id = :id OR (:others AND attempts = 0 AND NOT EXISTS ("
-    "  SELECT 1 FROM inbound_messages AS retried"
-    "  WHERE retried.id = :id AND retried.status = 'received' AND retried.attempts > 0)))"
-    " ORDER BY id = :id DESC, received_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " AND (:alone OR attempts = 0) AND (id = ANY(CAST(:ids AS uuid[])) OR :others)"
+    " ORDER BY id = ANY(CAST(:ids AS uuid[])) DESC, received_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
     " UPDATE inbound_messages AS m SET attempts = m.attempts + 1,"
     " claimed_until = now() + make_interval(secs => :lease)"
     " FROM due WHERE m.id = due.id RETURNING m.id, m.attempts, m.raw"
+)
+# Requested rows a batch did not claim that are due for another try (alone).
+_RETRIES = text(
+    "SELECT id FROM inbound_messages WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received'"
+    " AND attempts > 0 AND attempts < :max_attempts AND (claimed_until IS NULL OR claimed_until < now())"
+    " ORDER BY received_at"
 )
 _END_CLAIMS = text(
     "UPDATE inbound_messages SET claimed_until = NULL WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received'"
@@ -227,18 +232,30 @@ class Matcher:
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         """One message by itself: claim, place, commit. Raises when this attempt failed and another is due."""
-        result = self.run(inbound_id, limit=1)
+        result = self.run([inbound_id], limit=1)
         return self._outcome_or_raise(inbound_id, result)
 
-    def process_due(self, inbound_id: uuid.UUID) -> Outcome:
-        """The actor's work: this message and up to `batch_size - 1` others that are due, in one transaction."""
-        if inbound_id in self.placed:
-            return Outcome.already_done
-        result = self.run(inbound_id, limit=self.batch_size, explain_unclaimed=False)
+    def process_due(self, inbound_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
+        """The actor's work: these messages (one queue message carries the group the gateway committed together)
+        and, up to `batch_size`, others that are due, in one transaction. A requested message that was tried
+        before runs alone. Raises when one of the requested messages failed and another attempt is due (the
+        queue message is retried; what was placed is skipped then)."""
+        requested = [inbound_id for inbound_id in dict.fromkeys(inbound_ids) if inbound_id not in self.placed]
+        outcomes = dict.fromkeys(inbound_ids, Outcome.already_done)
+        if not requested:
+            return outcomes
+        result = self.run(requested, limit=max(self.batch_size, len(requested)), explain_unclaimed=False)
+        for retried_id in self._retries([i for i in requested if result.outcomes.get(i) is Outcome.busy]):
+            alone = self.run([retried_id], limit=1)
+            result.outcomes.update(alone.outcomes)
+            result.errors.update(alone.errors)
+        wanted = set(requested)
         for other, outcome in result.outcomes.items():
-            if other != inbound_id and outcome is Outcome.retry:
+            if other not in wanted and outcome is Outcome.retry:
                 self._enqueue_safely(other)  # its own queue message may be long gone ("busy" while we held it)
-        return self._outcome_or_raise(inbound_id, result)
+        for inbound_id in requested:
+            outcomes[inbound_id] = self._outcome_or_raise(inbound_id, result)
+        return outcomes
 
     def _outcome_or_raise(self, inbound_id: uuid.UUID, result: BatchResult) -> Outcome:
         outcome = result.outcomes[inbound_id]
@@ -246,13 +263,15 @@ class Matcher:
             raise result.errors[inbound_id]
         return outcome
 
-    def run(self, inbound_id: uuid.UUID, *, limit: int, explain_unclaimed: bool = True) -> BatchResult:
-        """`explain_unclaimed`: find out why the requested message was not claimed (done, busy or missing); the
-        actor does not need to know, and most of its queue messages find their row already done by a batch."""
-        claimed = self._claim(inbound_id, limit)
+    def run(self, requested: Sequence[uuid.UUID], *, limit: int, explain_unclaimed: bool = True) -> BatchResult:
+        """`explain_unclaimed`: find out why a requested message was not claimed (done, busy or missing); the
+        actor does not need to know, and many of its queue messages find their rows already done by a batch."""
+        claimed = self._claim(requested, limit)
         result = BatchResult()
-        if not any(claim.inbound_id == inbound_id for claim in claimed):
-            result.outcomes[inbound_id] = self._not_claimed(inbound_id) if explain_unclaimed else Outcome.busy
+        claimed_ids = {claim.inbound_id for claim in claimed}
+        for inbound_id in requested:
+            if inbound_id not in claimed_ids:
+                result.outcomes[inbound_id] = self._not_claimed(inbound_id) if explain_unclaimed else Outcome.busy
         if not claimed:
             return result
         failed: dict[uuid.UUID, Exception] = {}
@@ -282,7 +301,7 @@ class Matcher:
         # What failed in a batch is tried again alone, so one bad message costs the others nothing.
         self._end_claims(list(failed))
         for failed_id in failed:
-            alone = self.run(failed_id, limit=1)
+            alone = self.run([failed_id], limit=1)
             result.outcomes.update(alone.outcomes)
             result.errors.update(alone.errors)
         return result
@@ -293,22 +312,30 @@ class Matcher:
         except Exception:
             log.warning("matcher.enqueue_failed_left_for_sweep", released_id=str(inbound_id))
 
-    def _claim(self, inbound_id: uuid.UUID, limit: int) -> list[Claimed]:
+    def _claim(self, requested: Sequence[uuid.UUID], limit: int) -> list[Claimed]:
         # One statement, atomic by itself, so no transaction around it: that saves the BEGIN and COMMIT round trips
-        # every queue message would pay, and most of them find their message already placed by a batch.
+        # every queue message would pay, and many of them find their messages already placed by a batch.
+        alone = limit == 1
         with self.sessions() as session:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             rows = session.execute(
                 _CLAIM,
                 {
-                    "id": inbound_id,
-                    "others": limit > 1,
+                    "ids": list(requested),
+                    "alone": alone,
+                    "others": not alone and limit > len(requested),
                     "limit": limit,
                     "max_attempts": self.max_attempts,
                     "lease": self.lease_seconds,
                 },
             ).all()
         return [Claimed(row.id, row.attempts, row.raw) for row in rows]
+
+    def _retries(self, unclaimed: list[uuid.UUID]) -> list[uuid.UUID]:
+        if not unclaimed:
+            return []
+        with self.sessions() as session:
+            return list(session.scalars(_RETRIES, {"ids": unclaimed, "max_attempts": self.max_attempts}).all())
 
     def _end_claims(self, inbound_ids: list[uuid.UUID]) -> None:
         if inbound_ids:

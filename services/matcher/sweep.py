@@ -11,12 +11,13 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.broker import inbound_received
+from shared.broker import enqueue_many, inbound_groups
 from shared.db import transaction
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_LOCK = 7202611241
+_MESSAGES_PER_ROUND_TRIP = 256
 # Not claimed in the last moments, and not locked by a worker processing it (SKIP LOCKED): nobody is on it.
 _UNCLAIMED = "(claimed_until IS NULL OR claimed_until < now())"
 # Attempts are counted when a worker claims a row, and a failure that raises is recorded (ending `failed` on the
@@ -44,6 +45,7 @@ def sweep(
     grace_seconds: float,
     max_attempts: int,
     limit: int = 50_000,
+    ids_per_message: int = 1,
 ) -> int:
     """Enqueue what waited longer than the grace period; returns how many. One sweeper at a time."""
     with transaction(sessions) as session:
@@ -53,10 +55,12 @@ def sweep(
             log.error("sweep.gave_up_on_poison_message", inbound_id=str(row.id), attempts=row.attempts)
         waiting: list[uuid.UUID] = list(session.scalars(_WAITING, {"grace": grace_seconds, "limit": limit}).all())
     sent = 0
+    messages = inbound_groups(waiting, ids_per_message)
     try:
-        for inbound_id in waiting:
-            broker.enqueue(inbound_received(inbound_id))
-            sent += 1
+        for start in range(0, len(messages), _MESSAGES_PER_ROUND_TRIP):
+            chunk = messages[start : start + _MESSAGES_PER_ROUND_TRIP]
+            enqueue_many(broker, chunk)
+            sent += sum(len(message.args) for message in chunk)
     except redis.RedisError as exc:
         log.warning("sweep.redis_unavailable", enqueued=sent, waiting=len(waiting), error=str(exc))
     if sent:

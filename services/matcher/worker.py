@@ -94,15 +94,13 @@ def run_one(settings: Settings) -> None:
     worker.start()
     # At start, anything still waiting was accepted before this worker existed: no grace period. "Started" is
     # logged after this catch-up, so whoever waits for it knows later arrivals are not the start sweep's.
-    sweep_safely(sessions, broker, grace_seconds=0, max_attempts=settings.process_max_attempts)
+    sweep_safely(sessions, broker, settings, grace_seconds=0)
     webhooks.sweep_safely(grace_seconds=0)
     drafts.sweep_safely(grace_seconds=0)
     recurrences.sweep_safely()
     log.info("worker.started", threads=settings.worker_threads)
     while not stop.wait(settings.sweep_interval_seconds):
-        sweep_safely(
-            sessions, broker, grace_seconds=settings.sweep_grace_seconds, max_attempts=settings.process_max_attempts
-        )
+        sweep_safely(sessions, broker, settings, grace_seconds=settings.sweep_grace_seconds)
         webhooks.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
         drafts.sweep_safely(grace_seconds=settings.sweep_grace_seconds)
         recurrences.sweep_safely()
@@ -117,10 +115,16 @@ def run_one(settings: Settings) -> None:
 
 
 def sweep_safely(
-    sessions: sessionmaker[Session], broker: RedisBroker, *, grace_seconds: float, max_attempts: int
+    sessions: sessionmaker[Session], broker: RedisBroker, settings: Settings, *, grace_seconds: float
 ) -> None:
     try:
-        sweep(sessions, broker, grace_seconds=grace_seconds, max_attempts=max_attempts)
+        sweep(
+            sessions,
+            broker,
+            grace_seconds=grace_seconds,
+            max_attempts=settings.process_max_attempts,
+            ids_per_message=settings.matcher_batch_size,
+        )
     except Exception:
         log.exception("sweep.failed")
 

@@ -18,7 +18,7 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 
 from shared import metrics
-from shared.broker import enqueue_many, inbound_received
+from shared.broker import enqueue_many, inbound_groups
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +27,11 @@ _MAX_RETRY_SECONDS = 1.0
 
 
 class AfterCommitEnqueuer:
-    def __init__(self, broker: RedisBroker, *, max_batch: int = 256, max_unsent: int = 100_000) -> None:
+    def __init__(
+        self, broker: RedisBroker, *, ids_per_message: int = 1, max_batch: int = 256, max_unsent: int = 100_000
+    ) -> None:
         self._broker = broker
+        self._ids_per_message = ids_per_message
         self._max_batch = max_batch
         self._max_unsent = max_unsent
         self._ids: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -100,7 +103,7 @@ class AfterCommitEnqueuer:
     def _send(self, batch: list[uuid.UUID]) -> str | None:
         """None once the batch is in Redis, else what went wrong."""
         try:
-            enqueue_many(self._broker, [inbound_received(inbound_id) for inbound_id in batch])
+            enqueue_many(self._broker, inbound_groups(batch, self._ids_per_message))
         except redis.RedisError as exc:
             metrics.enqueue_failed(len(batch))
             return str(exc)

@@ -48,7 +48,8 @@ async def serve(settings: Settings) -> None:
     await pool.open()
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
     store = InboundStore(pool, recipient_cache_seconds=settings.smtp_recipient_cache_seconds)
-    enqueuer = AfterCommitEnqueuer(broker)
+    # Ids committed close together travel in one queue message, which the matcher places as one batch.
+    enqueuer = AfterCommitEnqueuer(broker, ids_per_message=settings.matcher_batch_size)
     anvil = Anvil(Limits.from_settings(settings))
     handler = GatewayHandler(settings.bcc_domain, store, enqueuer, anvil)
     sessions: set[GatewaySMTP] = set()

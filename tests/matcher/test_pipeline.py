@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,41 @@ def test_a_message_without_message_id_gets_a_stable_one(
     with quiet_sessions() as session:
         stored = session.scalars(select(Message).where(Message.account_id == quiet_tenant.account_id)).one()
     assert stored.message_id_header.startswith("sha256-")
+
+
+def test_a_queue_message_places_its_group_together_and_a_failing_member_is_retried_alone(
+    quiet_sessions: sessionmaker[Session], quiet_tenant: Tenant, tmp_path: Path
+) -> None:
+    """The gateway sends the ids it committed together in one queue message. When one of them fails, the queue
+    message is retried: the others are not placed twice, and the failing one runs alone until it gives up."""
+    not_a_directory = tmp_path / "blobs"
+    not_a_directory.write_text("a file where the blob store expects a directory")
+    matcher = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(not_a_directory), batch_size=16, max_attempts=3)
+    mails = [
+        make_mail(
+            sender=quiet_tenant.user_email,
+            to=["a@client.example"],
+            subject=subject,
+            attachments=[("a.bin", "application/octet-stream", b"\x00")] if subject == "Cannot store" else [],
+        )
+        for subject in ("First", "Cannot store", "Third")
+    ]
+    first, failing, third = (receive(quiet_sessions, quiet_tenant, mail) for mail in mails)
+    group = [str(first), str(failing), str(third)]
+
+    def attempts() -> dict[uuid.UUID, tuple[str, int]]:
+        with quiet_sessions() as session:
+            rows = session.scalars(select(InboundMessage).where(InboundMessage.id.in_([first, failing, third])))
+            return {row.id: (row.status, row.attempts) for row in rows}
+
+    with pytest.raises(OSError, match="Not a directory"):
+        handle_inbound_received(matcher, *group)
+    # Placed together in one batch; the failing one was then tried once more on its own.
+    assert attempts() == {first: ("processed", 1), failing: ("received", 2), third: ("processed", 1)}
+
+    handle_inbound_received(matcher, *group)  # dramatiq's retry: its last attempt ends it, without raising
+    assert attempts() == {first: ("processed", 1), failing: ("failed", 3), third: ("processed", 1)}
+    assert counts(quiet_sessions, quiet_tenant)["messages"] == 2
 
 
 def test_a_message_that_keeps_failing_ends_failed_with_its_reason(
