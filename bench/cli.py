@@ -213,6 +213,7 @@ async def _measure_mailroom(
     CPU is counted until the last message is visible, not only while pushing: the matcher's work is the point."""
     target = room.smtp
     matcher = (room.stack.processes["worker"].process.pid,)
+    api = (room.stack.processes["api"].process.pid,)
 
     def settled() -> bool:
         return inbound_statuses(room)[0].get("received", 0) == 0
@@ -233,14 +234,14 @@ async def _measure_mailroom(
     tracker = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
     pushing = asyncio.Event()
     pushing.set()
-    before = cpu_times(target.pids, target.database, matcher)
+    before = cpu_times(target.pids, target.database, matcher, api)
     tracking = asyncio.create_task(tracker.track(pushing, straggler_seconds=args.visible_timeout, settled=settled))
     try:
         result = await _push(target, factory, args, numbers, tracker, rate=rate)
     finally:
         pushing.clear()
         visibility = await tracking
-        cpu = cpu_times(target.pids, target.database, matcher) - before
+        cpu = cpu_times(target.pids, target.database, matcher, api) - before
         await tracker.aclose()
         if profiler is not None:
             _stop_profiler(profiler)
@@ -347,6 +348,10 @@ def render_table(factory: MessageFactory, args: argparse.Namespace, rows: list[R
                     f" ({(row.cpu.matcher - row.matcher_idle) * per:,.0f} beyond its idle polling;"
                     f" {row.cpu.matcher_analysis * per:,.0f} of it in analysis processes),"
                     f" its Postgres backends {row.cpu.matcher_postgres * per:,.0f}"
+                )
+                notes.append(
+                    f"  API CPU µs/msg answering the poller: {row.cpu.api * per:,.0f}"
+                    f" ({len(row.visibility.poll_seconds)} poll rounds)"
                 )
         if row.statuses is not None:
             counts = ", ".join(f"{status} {count}" for status, count in sorted(row.statuses.items()))

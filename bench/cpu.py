@@ -21,6 +21,7 @@ class CpuTimes:
     matcher: float = 0.0  # the worker processes (Mailroom only)
     matcher_postgres: float = 0.0  # the Postgres backends the worker processes are connected to
     matcher_analysis: float = 0.0  # the worker's analysis processes (part of `matcher`)
+    api: float = 0.0  # the API process, answering the bench's visibility poller
 
     def __sub__(self, other: CpuTimes) -> CpuTimes:
         return CpuTimes(
@@ -30,10 +31,16 @@ class CpuTimes:
             self.matcher - other.matcher,
             self.matcher_postgres - other.matcher_postgres,
             self.matcher_analysis - other.matcher_analysis,
+            self.api - other.api,
         )
 
 
-def cpu_times(server_pids: tuple[int, ...], database: str | None, matcher_pids: tuple[int, ...] = ()) -> CpuTimes:
+def cpu_times(
+    server_pids: tuple[int, ...],
+    database: str | None,
+    matcher_pids: tuple[int, ...] = (),
+    api_pids: tuple[int, ...] = (),
+) -> CpuTimes:
     """`database` picks the Postgres backends to count; None counts none (the server under test has no database).
 
     `postgres` counts every backend of the database (gateway, matcher and API); `matcher_postgres` those whose
@@ -47,6 +54,7 @@ def cpu_times(server_pids: tuple[int, ...], database: str | None, matcher_pids: 
         _process_seconds(matcher_pids),
         matcher_postgres,
         _leaf_seconds(matcher_pids),
+        _process_seconds(api_pids),
     )
 
 

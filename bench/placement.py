@@ -18,9 +18,10 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the lock file
+import psycopg
 from sqlalchemy import event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,9 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     statements: Counter[str] = Counter()
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements[statement.split(None, 1)[0].upper()] += 1
+    class CountingCursor(psycopg.Cursor[Any]):
+        """Counts what reaches psycopg: SQLAlchemy's statements and those the matcher runs on psycopg directly."""
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Self:
+            statements[str(query).split(None, 1)[0].upper()] += 1
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            statements[str(query).split(None, 1)[0].upper()] += 1
+            super().executemany(query, params_seq, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def count_statements(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.cursor_factory = CountingCursor
+
+    engine.dispose()  # connections made before the listener would not count
 
     blob_dir = Path(f"/tmp/{DATABASE}-blobs")
     analyser = None if args.in_process else Analyser.from_settings(Settings())

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,3 +40,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits when the block ends and rolls back if it raises."""
     with factory() as session, session.begin():
         yield session
+
+
+class DirectSql:
+    """A fixed SQL text, written with `:name` parameters like SQLAlchemy's `text()`, for `execute_direct`."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
+
+
+def execute_direct(session: Session, statement: DirectSql, params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
+    """Run `statement` in the session's transaction straight through psycopg; rows are named tuples.
+
+    For the matcher's statements run once per message: SQLAlchemy's execution layer costs about twice the CPU of
+    psycopg's own for each (some 130 µs), which at three per message was a fifth of a worker's time. Like
+    `session.execute`, it first flushes what the session has pending, so the statement sees it. Values go to
+    psycopg as they are: enums as their values, JSON wrapped in `psycopg.types.json.Jsonb`."""
+    session.flush()
+    connection = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+    return connection.cursor(row_factory=namedtuple_row).execute(statement.sql, params)

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import bindparam, insert, select, text, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
@@ -64,7 +66,7 @@ from services.matcher.placement.threads import (
 )
 from shared import metrics
 from shared.blobstore import BlobStore
-from shared.db import transaction
+from shared.db import DirectSql, execute_direct, transaction
 from shared.events import (
     DisambiguationCreated,
     MessageHeld,
@@ -693,7 +695,7 @@ class Matcher:
         # The common case: everybody on it exists, so the message and its links to them go in one statement.
         people_to_create = creates and bool(people.missing)
         links = {} if people_to_create else _people_links(roles, context, people.found, {}, None)
-        session.execute(_STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
+        execute_direct(session, _STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
         if parsed.attachments:
             session.execute(
                 insert(_ATTACHMENTS),
@@ -720,7 +722,9 @@ class Matcher:
             )
             links = _people_links(roles, context, people.found, created, _CREATING_RULES[classified.kind])
             if links:
-                session.execute(_LINK_PEOPLE, {"account_id": account_id, "id": message.id, **_links_parameters(links)})
+                execute_direct(
+                    session, _LINK_PEOPLE, {"account_id": account_id, "id": message.id, **_links_parameters(links)}
+                )
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
         routed_lead_id = lead_from_subaddress(inbound.envelope_to)
@@ -738,22 +742,33 @@ class Matcher:
 
 # Every column of a stored message but `created_at` (the database's clock), then its links to the people on it.
 _STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key != "created_at"]
+_JSON_COLUMNS = {column.key for column in _STORED_COLUMNS if isinstance(column.type, JSONB)}
 _LINKED_PEOPLE = (
     "SELECT :account_id, :id, person_id, role, rule FROM unnest(CAST(:person_ids AS uuid[]),"
     " CAST(:roles AS text[]), CAST(:rules AS text[])) AS link(person_id, role, rule)"
 )
 _STORED_NAMES = ", ".join(f'"{column.key}"' for column in _STORED_COLUMNS)
 _STORED_VALUES = ", ".join(f":{column.key}" for column in _STORED_COLUMNS)
-_STORE_MESSAGE = text(
+_STORE_MESSAGE = DirectSql(
     f"WITH message AS (INSERT INTO messages ({_STORED_NAMES}) VALUES ({_STORED_VALUES}))"
     f" INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
-).bindparams(*(bindparam(column.key, type_=column.type) for column in _STORED_COLUMNS))
-_LINK_PEOPLE = text(f"INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}")
+)
+_LINK_PEOPLE = DirectSql(
+    f"INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
+)
 
 
 def _column_values(row: Message) -> dict[str, object]:
-    """The values an ORM object was built with, by column name, for `_STORE_MESSAGE`."""
-    return {column.key: getattr(row, column.key) for column in _STORED_COLUMNS}
+    """The values an ORM object was built with, by column name, as `_STORE_MESSAGE` passes them to psycopg."""
+    values: dict[str, object] = {}
+    for column in _STORED_COLUMNS:
+        value = getattr(row, column.key)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif column.key in _JSON_COLUMNS and value is not None:
+            value = Jsonb(value)
+        values[column.key] = value
+    return values
 
 
 def _people_links(

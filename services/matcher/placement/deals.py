@@ -16,10 +16,11 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.db import DirectSql, execute_direct
 from shared.models import (
     Deal,
     Disambiguation,
@@ -162,7 +163,7 @@ def decide_deal(
 
 
 # The thread's external persons, each with the open deals that are theirs or their organization's, in one query.
-_PERSONS_AND_OPEN_DEALS = text(
+_PERSONS_AND_OPEN_DEALS = DirectSql(
     "WITH persons_on_thread AS ("
     " SELECT DISTINCT persons.id, persons.name, persons.organization_id FROM persons"
     " JOIN message_persons ON message_persons.person_id = persons.id"
@@ -178,7 +179,9 @@ _PERSONS_AND_OPEN_DEALS = text(
 
 def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:
     """Open deals of the thread's external persons (and of their organizations), with why each is one."""
-    rows = session.execute(_PERSONS_AND_OPEN_DEALS, {"account_id": account_id, "thread_id": thread_id}).all()
+    rows = execute_direct(
+        session, _PERSONS_AND_OPEN_DEALS, {"account_id": account_id, "thread_id": thread_id}
+    ).fetchall()
     by_person = {row.person_id: row.name for row in rows}
     by_organization = {row.organization_id: row.name for row in rows if row.organization_id is not None}
     deals = {(row.deal_id, row.deal_person_id, row.deal_organization_id) for row in rows if row.deal_id is not None}

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from services.matcher.mail.subjects import normalize_subject, subject_key
 from services.matcher.placement.account import AccountContext, load_account
 from shared.addresses import normalize_address
+from shared.db import DirectSql, execute_direct
 from shared.locks import lock_names
 from shared.models import Message, Thread, ThreadKey, ThreadParticipant
 
@@ -417,7 +418,7 @@ def _addresses(from_address: str | None, to: Iterable[dict[str, Any]], cc: Itera
 
 
 # A new thread with the ids and participants of its first message, in one round trip.
-_NEW_THREAD = text(
+_NEW_THREAD = DirectSql(
     "WITH thread AS (INSERT INTO threads (id, account_id, subject, normalized_subject, first_message_at,"
     " last_message_at) VALUES (:thread_id, :account_id, :subject, :normalized_subject, :sent_at, :sent_at)"
     " RETURNING id),"
@@ -451,7 +452,8 @@ def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> T
         deal_linked_by_message_id=None,
         lead_id=None,
     )
-    session.execute(
+    execute_direct(
+        session,
         _NEW_THREAD,
         {
             "thread_id": thread.id,
