@@ -11,12 +11,29 @@ from __future__ import annotations
 import enum
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, exists, func, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    Text,
+    Uuid,
+    and_,
+    any_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.types import TypeEngine
 
 from services.api.access import deal_id_visible, deal_visible
 from services.api.deps import Caller
@@ -302,18 +319,21 @@ class MessageLinks:
 
 def message_links(session: Session, caller: Caller, messages: Sequence[Message]) -> MessageLinks:
     """Everything needed to render these messages, in five queries whatever their number."""
+    account_id = caller.account_id
     ids = [m.id for m in messages]
     attachments: dict[uuid.UUID, list[Attachment]] = defaultdict(list)
     for attachment in session.scalars(
         # One message's attachments share a creation time (one transaction); the name keeps their order stable.
         select(Attachment)
-        .where(Attachment.message_id.in_(ids))
+        .where(Attachment.account_id == account_id, _among(Attachment.message_id, ids, Uuid()))
         .order_by(Attachment.created_at, Attachment.position, Attachment.id)
     ):
         attachments[attachment.message_id].append(attachment)
     person_ids: dict[uuid.UUID, set[str]] = defaultdict(set)
     for link in session.execute(
-        select(MessagePerson.message_id, MessagePerson.person_id).where(MessagePerson.message_id.in_(ids))
+        select(MessagePerson.message_id, MessagePerson.person_id).where(
+            MessagePerson.account_id == account_id, _among(MessagePerson.message_id, ids, Uuid())
+        )
     ):
         person_ids[link.message_id].add(str(link.person_id))
     addresses = {
@@ -325,17 +345,22 @@ def message_links(session: Session, caller: Caller, messages: Sequence[Message])
     persons_by_address = dict(
         session.execute(
             select(PersonEmail.address, PersonEmail.person_id).where(
-                PersonEmail.account_id == caller.account_id, PersonEmail.address.in_(addresses)
+                PersonEmail.account_id == account_id, _among(PersonEmail.address, addresses, Text())
             )
         )
         .tuples()
         .all()
     )
+    thread_ids = {m.thread_id for m in messages}
     deal_ids = shown_deal_ids(
         session,
         caller,
         dict(
-            session.execute(select(Thread.id, Thread.deal_id).where(Thread.id.in_({m.thread_id for m in messages})))
+            session.execute(
+                select(Thread.id, Thread.deal_id).where(
+                    Thread.account_id == account_id, _among(Thread.id, thread_ids, Uuid())
+                )
+            )
             .tuples()
             .all()
         ),
@@ -343,7 +368,7 @@ def message_links(session: Session, caller: Caller, messages: Sequence[Message])
     received: dict[uuid.UUID, datetime] = {}
     for row in session.execute(
         select(InboundMessage.message_id, func.min(InboundMessage.received_at))
-        .where(InboundMessage.message_id.in_(ids))
+        .where(InboundMessage.account_id == account_id, _among(InboundMessage.message_id, ids, Uuid()))
         .group_by(InboundMessage.message_id)
     ).tuples():
         if row[0] is not None:
@@ -355,6 +380,15 @@ def message_links(session: Session, caller: Caller, messages: Sequence[Message])
         deal_ids=deal_ids,
         received_at=received,
     )
+
+
+def _among(
+    column: InstrumentedAttribute[Any], values: Iterable[object], item_type: TypeEngine[Any]
+) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: one array parameter, so the statement's text (and psycopg's prepared plan) is the
+    same whatever the number of values, where `IN` would spell out a parameter for each."""
+    among: ColumnElement[bool] = column == any_(literal(list(values), ARRAY(item_type)))
+    return among
 
 
 # --- attachments and files -------------------------------------------------------------------------------------
