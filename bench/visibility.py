@@ -20,7 +20,7 @@ import httpx
 PAGE_SIZE = 100
 # The list is ordered by when each message's transaction began, and a batch may commit after batches that began
 # later: every round reads at least this deep (two pages), more than the workers' threads can have in flight at
-# once (2 processes × 4 threads × 16 messages by default), before it stops at a page with nothing new.
+# once (2 processes × 2 threads × 16 messages by default), before it stops at a page with nothing new.
 MIN_DEPTH = 200
 FULL_SCAN_PAGE_SIZE = 200
 

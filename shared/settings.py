@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     # Redis key namespace of the dramatiq queues; tests give each xdist worker its own.
     queue_namespace: str = "mailroom"
     worker_processes: int = Field(default=2, ge=1)
-    worker_threads: int = Field(default=4, ge=1)
+    # Two consumer threads per process: on two cores, four contended for the GIL and for Postgres and placed fewer
+    # messages per second, with sender checks (their DNS waits run in a pool of their own) and without.
+    worker_threads: int = Field(default=2, ge=1)
     # An idle worker polls Redis with a backoff up to this long (dramatiq's Redis broker cannot block on a queue),
     # so it is the longest a message waits for an idle worker to notice it; shorter costs more idle CPU.
     worker_idle_poll_ms: int = Field(default=200, ge=10, le=5000)

@@ -221,13 +221,13 @@ class Matcher:
     # Sender authentication (SPF/DKIM/DMARC); None checks nothing and lets every verified From count (tests of
     # placement, evaluations). The worker passes what the settings say.
     sender_auth: SenderAuthConfig | None = None
-    # Messages this process placed: their queue messages (one per message, while a batch places sixteen) need no
+    # Messages this process placed: a queue message that finds all its ids here (a retry, the sweep's) needs no
     # claim. Only `processed` is remembered, because nothing ever sets a processed message back to `received`.
     placed: RecentlyPlaced = field(default_factory=lambda: RecentlyPlaced(100_000), compare=False)
     # Sender checks mostly wait on DNS: a batch's run side by side in these threads (started on demand, shared by
     # the process's consumer threads), so a batch holds its rows for its slowest check, not for their sum. Enough
-    # for the default four consumer threads' batches of sixteen at once: when every check of a flood waits out its
-    # DNS budget, a batch must not also queue behind another batch's checks.
+    # for four consumer threads' batches of sixteen at once (twice the default): when every check of a flood waits
+    # out its DNS budget, a batch must not also queue behind another batch's checks.
     sender_checks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="sender-checks"), compare=False
     )
