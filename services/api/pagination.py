@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, TypeVar, TypeVarTuple
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.api.problems import Problem
@@ -60,7 +60,9 @@ def paginate(
     """Order newest first and keep the rows after `cursor`; fetches one extra row to know if there is a next page."""
     if cursor is not None:
         after_sort, after_id = decode_cursor(cursor)
-        query = query.where(or_(sort_key < after_sort, and_(sort_key == after_sort, row_id < after_id)))
+        # A row comparison, which Postgres reads as a bound of an index on (…, sort key, id): a deep page starts
+        # where the last one ended instead of scanning past everything before it.
+        query = query.where(tuple_(sort_key, row_id) < tuple_(after_sort, after_id))
     return query.order_by(sort_key.desc(), row_id.desc()).limit(limit + 1)
 
 
