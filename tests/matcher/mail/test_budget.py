@@ -71,6 +71,21 @@ def test_message_past_the_time_budget_is_kept_with_its_headers(analyser: Analyse
     assert after.message.new_text.startswith("Hi Bob")
 
 
+def test_messages_sent_ahead_of_one_past_its_budget_go_to_a_fresh_child() -> None:
+    """A batch's small messages are sent to the child together; when one of them overruns its budget and the
+    child is killed, the ones sent after it are analysed in full by the next child, each with its own budget."""
+    analyser = Analyser(time_limit_seconds=0.05, memory_limit_bytes=None, pipelined_bytes=4 * len(BIG_MESSAGE))
+    try:
+        before, slow, after = analyser.analyse_all([ORDINARY, BIG_MESSAGE, ORDINARY])
+    finally:
+        analyser.close()
+
+    assert before.message.new_text == after.message.new_text == "Hi Bob,\n\nthe numbers are attached.\n\nAlice"
+    assert before.message.mail.defects == after.message.mail.defects == ()
+    assert_stored_from_headers(slow)
+    assert "analysis stopped after 0.05 s (time budget); stored with headers only" in slow.message.mail.defects
+
+
 def test_child_that_dies_mid_message_yields_a_degraded_analysis(analyser: Analyser) -> None:
     analyser.analyse_all([ORDINARY])  # the child is running now
     [pid] = analyser.child_pids()
