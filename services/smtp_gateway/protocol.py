@@ -12,6 +12,7 @@ real mail for a formatting rule helps nobody here.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
@@ -20,6 +21,10 @@ from services.smtp_gateway.limits import TOO_MANY_ERRORS, Anvil, client_of
 from shared import metrics
 
 _END_OF_LINE_DOT = b"\n.\r\n"
+# The everyday MAIL FROM / RCPT TO path: <dot-atom@dot-atom>, then the parameters (RFC 5321 4.1.2).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_PLAIN_PATH = re.compile(rf"[ \t]*<({_DOT_ATOM})@({_DOT_ATOM})>(?![ \t]*\()[ \t]*(.*)", re.DOTALL)
 TOO_MUCH_DATA = "552 Error: Too much mail data"
 IDLE_TOO_LONG = b"421 4.4.2 Timeout, closing connection\r\n"
 
@@ -72,6 +77,18 @@ class GatewaySMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             cast(asyncio.Transport, self.transport).write(IDLE_TOO_LONG)
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd reads every path with the email package's full address grammar, which was a fifth of the
+        gateway's CPU per message; the plain form is read with one expression (to the same result), anything else
+        (quoted local parts, address literals, comments, the null path, UTF-8) still by aiosmtpd."""
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        local_part, domain, rest = plain.groups()
+        if self.local_part_limit and len(local_part) > self.local_part_limit:
+            return None, None
+        return f"{local_part}@{domain}", rest
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         status = await super()._call_handler_hook(command, *args)
