@@ -81,10 +81,15 @@ class GatewaySMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd reads every path with the email package's full address grammar, which was a fifth of the
         gateway's CPU per message; the plain form is read with one expression (to the same result), anything else
-        (quoted local parts, address literals, comments, the null path, UTF-8) still by aiosmtpd."""
+        (quoted local parts, address literals, comments, the null path, UTF-8) still by aiosmtpd. A path that
+        breaks aiosmtpd's parser (it raised IndexError on `a@`, which went to the client as a Python error) is
+        malformed."""
         plain = _PLAIN_PATH.fullmatch(arg)
         if plain is None:
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except Exception:
+                return None, None  # aiosmtpd answers "553 5.1.3 Error: malformed address"
         local_part, domain, rest = plain.groups()
         if self.local_part_limit and len(local_part) > self.local_part_limit:
             return None, None

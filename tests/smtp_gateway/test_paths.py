@@ -1,5 +1,5 @@
 """MAIL FROM and RCPT TO paths: the gateway's quick reading of the plain form gives what aiosmtpd's full grammar
-gives, for any path, plain or not."""
+gives, for any path, plain or not; a path that breaks aiosmtpd's parser is malformed, not a server error."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ _PIECES = st.sampled_from(
      ")", '"', "\\", "[", "]", ":", ";", ",", "@", "<", ">", "é", "ü", "xn--bcher-kva", "example", "com"]
 )  # fmt: skip
 _TEXT = st.lists(_PIECES, max_size=8).map("".join)
+
+
+def _aiosmtpd_reading(session: GatewaySMTP, path: str) -> tuple[str | None, str | None]:
+    try:
+        return SMTP._getaddr(session, path)
+    except IndexError:  # aiosmtpd's parser fails so on some malformed paths ("a@"); the gateway calls them malformed
+        return None, None
 
 
 def _session(local_part_limit: int) -> GatewaySMTP:
@@ -34,10 +41,11 @@ def _session(local_part_limit: int) -> GatewaySMTP:
 def test_a_path_reads_as_aiosmtpd_reads_it(lead: str, local: str, domain: str, tail: str, limit: int) -> None:
     path = f"{lead}<{local}@{domain}>{tail}" if local or domain else f"{lead}<>{tail}"
     session = _session(limit)
-    assert session._getaddr(path) == SMTP._getaddr(session, path)
+    assert session._getaddr(path) == _aiosmtpd_reading(session, path)
 
 
 @given(st.text(max_size=40))
+@example(path="0@")
 def test_anything_reads_as_aiosmtpd_reads_it(path: str) -> None:
     session = _session(64)
-    assert session._getaddr(path) == SMTP._getaddr(session, path)
+    assert session._getaddr(path) == _aiosmtpd_reading(session, path)

@@ -57,6 +57,13 @@ def test_known_address_is_accepted_case_insensitively_and_with_a_sub_address(sta
         assert smtp.rcpt(f"{local_part}+deal-42@{domain}") == (250, b"2.1.5 OK")
 
 
+def test_a_path_that_breaks_the_address_parser_is_malformed_not_a_server_error(stack: Stack) -> None:
+    with client(stack) as smtp:
+        assert smtp.docmd("MAIL FROM:sender@") == (553, b"5.1.3 Error: malformed address")
+        smtp.mail("someone@example.net")
+        assert smtp.docmd("RCPT TO:someone@") == (553, b"5.1.3 Error: malformed address")
+
+
 def test_data_without_any_accepted_recipient_is_refused(stack: Stack) -> None:
     with client(stack) as smtp:
         smtp.mail("someone@example.net")
