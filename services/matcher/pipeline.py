@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 import structlog
 from psycopg.types.json import Jsonb
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
@@ -167,6 +166,15 @@ class Provenance:
     forwarded_by: uuid.UUID
     forwarded_at: datetime | None
     confidence: float
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """What placing needs of a message once it is stored (or found stored already)."""
+
+    id: uuid.UUID
+    thread_id: uuid.UUID
+    kind: MessageKind
 
 
 @dataclass(frozen=True)
@@ -531,7 +539,7 @@ class Matcher:
         analysis: Analysis,
         releases: list[_Release],
         authentication: SenderAuthentication | None = None,
-    ) -> tuple[Message, Outcome]:
+    ) -> tuple[StoredMessage, Outcome]:
         parsed = analysis.message.mail
         sender = context.canonical(parsed.sender.address) if parsed.sender else None
         sent_by_user = sender is not None and sender in context.verified.get(user.id, frozenset())
@@ -600,7 +608,7 @@ class Matcher:
         analysis: Analysis,
         decision: Decision,
         releases: list[_Release],
-    ) -> tuple[Message, Outcome]:
+    ) -> tuple[StoredMessage, Outcome]:
         originals = decision.originals
         # One inbound message, one cap: a forward of five originals may not create five times the allowance.
         _check_people_cap(session, context, [original.analysed.mail for original in originals])
@@ -630,7 +638,7 @@ class Matcher:
         analysed: AnalysedMail,
         classified: Classified,
         provenance: Provenance | None = None,
-    ) -> tuple[Message, Outcome]:
+    ) -> tuple[StoredMessage, Outcome]:
         account_id = context.account_id
         parsed = analysed.mail
         # Everything that shares an id with this message waits for us (and we for it): see shared.locks.
@@ -639,7 +647,7 @@ class Matcher:
         )
         existing = _stored_message(session, account_id, parsed.message_id)
         if existing is not None:
-            return existing, Outcome.duplicate
+            return StoredMessage(existing.id, existing.thread_id, existing.kind), Outcome.duplicate
         # From here on a second copy in the same batch must look (if the batch rolls back, the next try starts
         # with a fresh session).
         session.info.get(_CHECKED_IDS, {}).pop((account_id, parsed.message_id), None)
@@ -663,39 +671,40 @@ class Matcher:
         )
         thread_id = thread.id
         # Core inserts: the unit of work would cost more than the statements, and nothing here changes these rows
-        # again. `message` is the stored row's values, for what follows.
-        message = Message(
-            id=uuid.uuid4(),
-            account_id=account_id,
-            user_id=inbound.user_id,
-            thread_id=thread_id,
-            message_id_header=parsed.message_id,
-            in_reply_to=parsed.in_reply_to,
-            references=list(parsed.references),
-            subject=parsed.subject,
-            subject_key=analysed.subject_key,
-            from_name=sender.name if sender else None,
-            from_address=sender.address if sender else None,
-            to=[a.as_json() for a in parsed.to],
-            cc=[a.as_json() for a in parsed.cc],
-            sent_at=parsed.sent_at,
-            direction=Direction.outbound if outbound else Direction.inbound,
-            text_body=parsed.text_body,
-            html_body=parsed.html_body,
-            new_text=analysed.new_text,
-            defects=list(parsed.defects),
-            kind=classified.kind,
-            kind_reason=classified.reason,
-            forwarded_by_user_id=provenance.forwarded_by if provenance else None,
-            forwarded_at=provenance.forwarded_at if provenance else None,
-            forward_confidence=provenance.confidence if provenance else None,
-            auth_summary=inbound.auth_summary,
-            auth_results=inbound.auth_results,
-        )
+        # again. The row's values go to psycopg as they are (see `_STORE_MESSAGE`).
+        message = StoredMessage(uuid.uuid4(), thread_id, classified.kind)
+        row: dict[str, object] = {
+            "id": message.id,
+            "account_id": account_id,
+            "user_id": inbound.user_id,
+            "thread_id": thread_id,
+            "message_id_header": parsed.message_id,
+            "in_reply_to": parsed.in_reply_to,
+            "references": list(parsed.references),
+            "subject": parsed.subject,
+            "subject_key": analysed.subject_key,
+            "from_name": sender.name if sender else None,
+            "from_address": sender.address if sender else None,
+            "to": Jsonb([a.as_json() for a in parsed.to]),
+            "cc": Jsonb([a.as_json() for a in parsed.cc]),
+            "sent_at": parsed.sent_at,
+            "direction": (Direction.outbound if outbound else Direction.inbound).value,
+            "text_body": parsed.text_body,
+            "html_body": parsed.html_body,
+            "new_text": analysed.new_text,
+            "defects": list(parsed.defects),
+            "kind": classified.kind.value,
+            "kind_reason": classified.reason,
+            "forwarded_by_user_id": provenance.forwarded_by if provenance else None,
+            "forwarded_at": provenance.forwarded_at if provenance else None,
+            "forward_confidence": provenance.confidence if provenance else None,
+            "auth_summary": None if inbound.auth_summary is None else inbound.auth_summary.value,
+            "auth_results": None if inbound.auth_results is None else Jsonb(inbound.auth_results),
+        }
         # The common case: everybody on it exists, so the message and its links to them go in one statement.
         people_to_create = creates and bool(people.missing)
         links = {} if people_to_create else _people_links(roles, context, people.found, {}, None)
-        execute_direct(session, _STORE_MESSAGE, {**_column_values(message), **_links_parameters(links)})
+        execute_direct(session, _STORE_MESSAGE, {**row, **_links_parameters(links)})
         if parsed.attachments:
             session.execute(
                 insert(_ATTACHMENTS),
@@ -742,7 +751,6 @@ class Matcher:
 
 # Every column of a stored message but `created_at` (the database's clock), then its links to the people on it.
 _STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key != "created_at"]
-_JSON_COLUMNS = {column.key for column in _STORED_COLUMNS if isinstance(column.type, JSONB)}
 _LINKED_PEOPLE = (
     "SELECT :account_id, :id, person_id, role, rule FROM unnest(CAST(:person_ids AS uuid[]),"
     " CAST(:roles AS text[]), CAST(:rules AS text[])) AS link(person_id, role, rule)"
@@ -756,19 +764,6 @@ _STORE_MESSAGE = DirectSql(
 _LINK_PEOPLE = DirectSql(
     f"INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
 )
-
-
-def _column_values(row: Message) -> dict[str, object]:
-    """The values an ORM object was built with, by column name, as `_STORE_MESSAGE` passes them to psycopg."""
-    values: dict[str, object] = {}
-    for column in _STORED_COLUMNS:
-        value = getattr(row, column.key)
-        if isinstance(value, enum.Enum):
-            value = value.value
-        elif column.key in _JSON_COLUMNS and value is not None:
-            value = Jsonb(value)
-        values[column.key] = value
-    return values
 
 
 def _people_links(
@@ -887,7 +882,7 @@ def _mails_of(analysis: Analysis) -> list[AnalysedMail]:
 def _announce(
     session: Session,
     account_id: uuid.UUID,
-    message: Message,
+    message: StoredMessage,
     created: dict[str, uuid.UUID],
     rule: PersonRule | None,
     decision: DealDecision,
@@ -1003,7 +998,9 @@ class _Release:
     subject_names: tuple[str, ...]
 
     @classmethod
-    def of(cls, context: AccountContext, user_id: uuid.UUID, message: Message, analysed: AnalysedMail) -> _Release:
+    def of(
+        cls, context: AccountContext, user_id: uuid.UUID, message: StoredMessage, analysed: AnalysedMail
+    ) -> _Release:
         parsed = analysed.mail
         names = subject_lock_names(parsed.subject, _participants(parsed, context))
         return cls(context.account_id, user_id, message.id, tuple(names))
