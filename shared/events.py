@@ -22,10 +22,10 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import BaseModel, Field
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.broker import webhook_deliver
+from shared.db import DirectSql, execute_direct
 from shared.models import (
     CreatedFrom,
     MessageKind,
@@ -158,7 +158,7 @@ def emit(session: Session, account_id: uuid.UUID, payload: WebhookPayload) -> No
 
 
 # Fixed text: the matcher runs it for every batch, and building an ORM select cost more than running it.
-_ACTIVE_SUBSCRIPTIONS = text(
+_ACTIVE_SUBSCRIPTIONS = DirectSql(
     "SELECT id, events FROM webhook_subscriptions WHERE account_id = :account_id AND active IS TRUE"
 )
 
@@ -167,7 +167,7 @@ def _active_subscriptions(session: Session, account_id: uuid.UUID) -> list[tuple
     """The account's active subscriptions, read once per session: the matcher emits several events per message."""
     cache: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = session.info.setdefault(_SUBSCRIPTIONS, {})
     if account_id not in cache:
-        rows = session.execute(_ACTIVE_SUBSCRIPTIONS, {"account_id": account_id}).all()
+        rows = execute_direct(session, _ACTIVE_SUBSCRIPTIONS, {"account_id": account_id})
         cache[account_id] = [(row.id, list(row.events)) for row in rows]
     return cache[account_id]
 

@@ -12,13 +12,16 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from shared.db import DirectSql, execute_direct
 
 # Keys taken at the top level of the session's transaction (never inside a savepoint, whose rollback would
 # release them), so they are held until the commit.
 _HELD = "mailroom.held_lock_keys"
-_LOCK = text("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) s")
+_LOCK = DirectSql(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) s"
+)
 
 
 def _lock_key(account_id: uuid.UUID, name: str) -> int:
@@ -45,4 +48,4 @@ def _lock_keys(session: Session, wanted: set[int]) -> None:
     if not keys:
         return
     # One round trip; the ordered subquery makes Postgres take them in the sorted order.
-    session.execute(_LOCK, {"keys": keys})
+    execute_direct(session, _LOCK, {"keys": keys})

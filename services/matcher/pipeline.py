@@ -106,7 +106,7 @@ _CREATING_RULES = {
 # attempt is counted and the claim taken in the same statement, committed before any work. Rows another worker
 # holds locked are skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what
 # it claimed.
-_CLAIM = text(
+_CLAIM = DirectSql(
     "WITH due AS ("
     " SELECT id FROM inbound_messages"
     " WHERE status = 'received' AND attempts < :max_attempts"
@@ -118,7 +118,7 @@ _CLAIM = text(
     " FROM due WHERE m.id = due.id RETURNING m.id, m.attempts, m.raw"
 )
 # Requested rows a batch did not claim that are due for another try (alone).
-_RETRIES = text(
+_RETRIES = DirectSql(
     "SELECT id FROM inbound_messages WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received'"
     " AND attempts > 0 AND attempts < :max_attempts AND (claimed_until IS NULL OR claimed_until < now())"
     " ORDER BY received_at"
@@ -328,7 +328,8 @@ class Matcher:
         alone = limit == 1
         with self.sessions() as session:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            rows = session.execute(
+            rows = execute_direct(
+                session,
                 _CLAIM,
                 {
                     "ids": list(requested),
@@ -338,14 +339,15 @@ class Matcher:
                     "max_attempts": self.max_attempts,
                     "lease": self.lease_seconds,
                 },
-            ).all()
+            ).fetchall()
         return [Claimed(row.id, row.attempts, row.raw) for row in rows]
 
     def _retries(self, unclaimed: list[uuid.UUID]) -> list[uuid.UUID]:
         if not unclaimed:
             return []
         with self.sessions() as session:
-            return list(session.scalars(_RETRIES, {"ids": unclaimed, "max_attempts": self.max_attempts}).all())
+            rows = execute_direct(session, _RETRIES, {"ids": unclaimed, "max_attempts": self.max_attempts})
+            return [row.id for row in rows]
 
     def _end_claims(self, inbound_ids: list[uuid.UUID]) -> None:
         if inbound_ids:
@@ -854,14 +856,15 @@ def _message_ids_by_account(batch: list[tuple[AccountContext, Analysis]]) -> dic
     return headers
 
 
-_STORED_IDS = text(
+_STORED_IDS = DirectSql(
     "SELECT message_id_header FROM messages"
     " WHERE account_id = :account_id AND message_id_header = ANY(CAST(:headers AS text[]))"
 )
 
 
 def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str]) -> None:
-    stored = set(session.scalars(_STORED_IDS, {"account_id": account_id, "headers": sorted(headers)}).all())
+    rows = execute_direct(session, _STORED_IDS, {"account_id": account_id, "headers": sorted(headers)})
+    stored = {row.message_id_header for row in rows}
     checked: dict[tuple[uuid.UUID, str], bool] = session.info.setdefault(_CHECKED_IDS, {})
     checked.update(((account_id, header), header in stored) for header in headers)
 
@@ -1007,7 +1010,7 @@ class _Release:
 
 
 # The thread of each message is read at the end of the batch: a later message of the batch may have merged it.
-_RELEASE_WAITING = text(
+_RELEASE_WAITING = DirectSql(
     "UPDATE inbound_messages SET status = 'received', hold_reason = NULL, held_references = NULL, attempts = 0,"
     " claimed_until = NULL"
     " WHERE account_id = :account_id AND user_id = :user_id AND status = 'held'"
@@ -1029,7 +1032,9 @@ def _release_waiting(session: Session, releases: list[_Release]) -> list[uuid.UU
     released: list[uuid.UUID] = []
     for (account_id, user_id), of_user in by_user.items():
         released.extend(
-            session.scalars(
+            row.id
+            for row in execute_direct(
+                session,
                 _RELEASE_WAITING,
                 {
                     "account_id": account_id,
@@ -1037,7 +1042,7 @@ def _release_waiting(session: Session, releases: list[_Release]) -> list[uuid.UU
                     "message_ids": [release.message_id for release in of_user],
                     "subject_names": sorted({name for release in of_user for name in release.subject_names}),
                 },
-            ).all()
+            )
         )
     return released
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.account_settings import AccountSettings
 from shared.addresses import normalize_address
+from shared.db import DirectSql, execute_direct
 
 
 @cache
@@ -59,7 +59,7 @@ class AccountContext:
 
 # The account's settings and every address of its users (login addresses, always verified, and aliases) in one
 # fixed statement: it runs for every batch, and building ORM selects cost more than running them.
-_ACCOUNT = text(
+_ACCOUNT = DirectSql(
     "SELECT 'account' AS kind, CAST(NULL AS uuid) AS user_id, CAST(NULL AS text) AS address,"
     " CAST(NULL AS boolean) AS verified, CAST(NULL AS text) AS name, settings FROM accounts WHERE id = :account_id"
     " UNION ALL SELECT 'user', id, email, true, name, NULL FROM users WHERE account_id = :account_id"
@@ -69,7 +69,7 @@ _ACCOUNT = text(
 
 
 def load_account(session: Session, account_id: uuid.UUID) -> AccountContext:
-    rows = session.execute(_ACCOUNT, {"account_id": account_id}).all()
+    rows = execute_direct(session, _ACCOUNT, {"account_id": account_id}).fetchall()
     stored_settings = [row.settings for row in rows if row.kind == "account"]
     if not stored_settings:
         raise LookupError(f"account {account_id} does not exist")

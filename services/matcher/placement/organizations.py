@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from services.matcher.placement.account import AccountContext, domain_of, free_mail_domains
+from shared.db import DirectSql, execute_direct
 from shared.locks import lock_names
 from shared.models import CreatedFrom, Organization, OrganizationDomain, OrganizationRule, Person
 
@@ -104,7 +105,7 @@ def _owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[
 
 
 # Fixed text: it runs for every batch, and building an ORM select cost more than running it.
-_OWNERS_OF = text(
+_OWNERS_OF = DirectSql(
     "SELECT organization_domains.domain, organization_domains.organization_id FROM organization_domains"
     " JOIN organizations ON organizations.id = organization_domains.organization_id"
     " WHERE organization_domains.account_id = :account_id"
@@ -113,5 +114,5 @@ _OWNERS_OF = text(
 
 
 def _query_owners(session: Session, account_id: uuid.UUID, domains: set[str]) -> dict[str, uuid.UUID]:
-    rows = session.execute(_OWNERS_OF, {"account_id": account_id, "domains": sorted(domains)}).all()
+    rows = execute_direct(session, _OWNERS_OF, {"account_id": account_id, "domains": sorted(domains)})
     return {row.domain: row.organization_id for row in rows}

@@ -21,12 +21,12 @@ order-dependent loop breaking do not apply.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Uuid, delete, func, literal, select, text, update
+from sqlalchemy import Uuid, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -185,7 +185,7 @@ class _Candidate(NamedTuple):
 # subject: same subject key, sent within the window, with a shared participant (a thread's participants include
 # every message's, so that narrows the search without missing any). References are trusted over subjects: two
 # messages that both have them connect only through them. One fixed text, so Postgres plans it once per connection.
-_CONNECTED = text(
+_CONNECTED = DirectSql(
     'SELECT thread_id, true AS by_key, CAST(NULL AS text) AS from_address, CAST(NULL AS jsonb) AS "to",'
     " CAST(NULL AS jsonb) AS cc"
     " FROM thread_keys WHERE account_id = :account_id AND message_id_header = ANY(CAST(:keys AS text[]))"
@@ -225,8 +225,9 @@ def _subject_threads(
 
 def _connected_rows(
     session: Session, account_id: uuid.UUID, arrival: _Arrival, *, keys: tuple[str, ...]
-) -> Sequence[Row[Any]]:
-    return session.execute(
+) -> list[Any]:  # named tuples (see execute_direct)
+    return execute_direct(
+        session,
         _CONNECTED,
         {
             "account_id": account_id,
@@ -237,10 +238,10 @@ def _connected_rows(
             "has_references": arrival.has_references,
             "participants": sorted(arrival.participants),
         },
-    ).all()
+    ).fetchall()
 
 
-def _candidates(rows: Iterable[Row[Any]]) -> list[_Candidate]:
+def _candidates(rows: Iterable[Any]) -> list[_Candidate]:
     return [_Candidate(row.thread_id, row.by_key, row.from_address, row.to, row.cc) for row in rows]
 
 
@@ -265,7 +266,7 @@ def _joined_by_subject(rows: Iterable[_Candidate], arrival: _Arrival, context: A
 # What `_CONNECTED` finds, for every message of a batch in one round trip: the threads of all their ids, the
 # messages with one of their subjects in the window of any of them, and those messages' threads' participants
 # among all of theirs. `candidates` then answers each message exactly as `_CONNECTED` would have.
-_BATCH_CONNECTED = text(
+_BATCH_CONNECTED = DirectSql(
     'WITH by_subject AS (SELECT thread_id, subject_key, from_address, "to", cc,'
     ' coalesce(sent_at, created_at) AS at, cardinality("references") = 0 AS without_references FROM messages'
     " WHERE account_id = :account_id AND subject_key = ANY(CAST(:subject_keys AS text[]))"
@@ -376,7 +377,8 @@ def prefetch_connections(
     earliest = min(moments, default=datetime.now().astimezone()) - SUBJECT_WINDOW
     latest = max(moments, default=datetime.now().astimezone()) + SUBJECT_WINDOW
     prefetched = _Prefetched(frozenset(keys), frozenset(subject_keys), frozenset(participants), earliest, latest)
-    rows = session.execute(
+    rows = execute_direct(
+        session,
         _BATCH_CONNECTED,
         {
             "account_id": account_id,
@@ -386,7 +388,7 @@ def prefetch_connections(
             "earliest": earliest,
             "latest": latest,
         },
-    ).all()
+    ).fetchall()
     for row in rows:
         if row.kind == "key":
             prefetched.threads_by_key[row.value] = row.thread_id
@@ -428,7 +430,7 @@ _NEW_THREAD = DirectSql(
     " SELECT :account_id, thread.id, address FROM thread, unnest(CAST(:participants AS text[])) AS address"
     " ON CONFLICT DO NOTHING"
 )
-_ADD_TO_THREAD = text(
+_ADD_TO_THREAD = DirectSql(
     "WITH keys AS (INSERT INTO thread_keys (account_id, message_id_header, thread_id)"
     " SELECT :account_id, key, :thread_id FROM unnest(CAST(:keys AS text[])) AS key ON CONFLICT DO NOTHING)"
     " INSERT INTO thread_participants (account_id, thread_id, address)"
@@ -472,7 +474,8 @@ def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> T
 
 def _record(session: Session, account_id: uuid.UUID, thread: Thread, arrival: _Arrival) -> None:
     """Remember the message's ids and participants on its thread; keep the thread's subject and dates."""
-    session.execute(
+    execute_direct(
+        session,
         _ADD_TO_THREAD,
         {
             "thread_id": thread.id,
