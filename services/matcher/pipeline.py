@@ -339,6 +339,7 @@ class Matcher:
                     "max_attempts": self.max_attempts,
                     "lease": self.lease_seconds,
                 },
+                binary=True,  # the raw messages, as bytes
             ).fetchall()
         return [Claimed(row.id, row.attempts, row.raw) for row in rows]
 
