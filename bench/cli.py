@@ -191,6 +191,11 @@ async def _measure_smtp(target: SmtpTarget, factory: MessageFactory, args: argpa
     return Row(target.name, result, cpu_times(target.pids, target.database) - before)
 
 
+def _in_flight() -> int:
+    settings = Settings()  # what the worker processes read from the same environment
+    return settings.worker_processes * settings.worker_threads * settings.matcher_batch_size
+
+
 def _paced_rate(requested: str | None, burst: Row | None) -> float | None:
     if requested is None or burst is None:
         return None
@@ -220,7 +225,9 @@ async def _measure_mailroom(
 
     if numbers is None:
         # Warm up and wait until the warm-up mail is visible, so the measured push starts with an idle matcher.
-        warmup = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
+        warmup = VisibilityTracker(
+            room.stack.api_url, room.api_token, poll_interval=args.poll_interval, in_flight=_in_flight()
+        )
         await _push(target, factory, args, range(args.warmup), warmup)
         await warmup.track(asyncio.Event(), straggler_seconds=args.visible_timeout, settled=settled)
         await warmup.aclose()
@@ -231,7 +238,9 @@ async def _measure_mailroom(
     await asyncio.sleep(IDLE_SAMPLE_SECONDS)
     idle_rate = (cpu_times((), None, matcher) - idle_start).matcher / IDLE_SAMPLE_SECONDS
     profiler = _start_profiler(args.profile_matcher, matcher) if rate is None else None
-    tracker = VisibilityTracker(room.stack.api_url, room.api_token, poll_interval=args.poll_interval)
+    tracker = VisibilityTracker(
+        room.stack.api_url, room.api_token, poll_interval=args.poll_interval, in_flight=_in_flight()
+    )
     pushing = asyncio.Event()
     pushing.set()
     before = cpu_times(target.pids, target.database, matcher, api)

@@ -2,7 +2,7 @@
 
 The list is newest first and has no filter by Message-ID, so one poller reads the top of it in pages and goes
 deeper only while a page still holds something it has not seen. A message whose matcher transaction began before
-another's but committed after it appears below the top; it is still within the first `MIN_DEPTH` messages, which
+another's but committed after it appears below the top; it is still within the first `min_depth` messages, which
 every round reads, because only the batches running concurrently can overtake it. A full scan at the end finds
 anything the poller missed and counts it as seen then: an upper bound, never a made-up better latency.
 """
@@ -18,10 +18,6 @@ from typing import Any
 import httpx
 
 PAGE_SIZE = 100
-# The list is ordered by when each message's transaction began, and a batch may commit after batches that began
-# later: every round reads at least this deep (two pages), more than the workers' threads can have in flight at
-# once (2 processes × 2 threads × 16 messages by default), before it stops at a page with nothing new.
-MIN_DEPTH = 200
 FULL_SCAN_PAGE_SIZE = 200
 
 
@@ -39,9 +35,14 @@ class VisibilityResult:
 
 
 class VisibilityTracker:
-    def __init__(self, api_url: str, token: str, *, poll_interval: float) -> None:
+    def __init__(self, api_url: str, token: str, *, poll_interval: float, in_flight: int) -> None:
+        """`in_flight`: how many messages the workers can hold in open transactions at once (processes × threads
+        × batch size). The list is ordered by when each message's transaction began, and a batch may commit after
+        batches that began later: every round reads at least that deep, in whole pages, before it stops at a page
+        with nothing new. No deeper: the poller shares the CPUs with what it measures."""
         self._client = httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         self._poll_interval = poll_interval
+        self._min_depth = max(PAGE_SIZE, -(-in_flight // PAGE_SIZE) * PAGE_SIZE)
         self._accepted_at: dict[str, float] = {}
         self._seen_at: dict[str, float] = {}  # every Message-ID observed, expected or not yet
         self._latencies: dict[str, float] = {}
@@ -112,7 +113,7 @@ class VisibilityTracker:
                     self._latencies[message_id] = max(seen_now - accepted_at, 0.0)
             cursor = page["next_cursor"]
             depth += len(page["data"])
-            if cursor is None or (not fresh and depth >= MIN_DEPTH):
+            if cursor is None or (not fresh and depth >= self._min_depth):
                 return
 
     async def _full_scan(self) -> int:
