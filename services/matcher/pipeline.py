@@ -30,8 +30,10 @@ from datetime import UTC, datetime
 
 import structlog
 from psycopg.types.json import Jsonb
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.matcher.authentication import SenderAuthConfig, SenderAuthentication, authenticate, client_ip_of
 from services.matcher.mail.analysis import AnalysedMail, Analysis
@@ -481,7 +483,7 @@ class Matcher:
                 inbound.id,
                 Outcome.held,
                 inbound.received_at,
-                row=_finished_row(inbound.id, InboundStatus.held, hold_reason=str(hold), waiting_for=hold.waiting_for),
+                row=_finished_row(inbound, InboundStatus.held, hold_reason=str(hold), waiting_for=hold.waiting_for),
                 event="matcher.held",
                 log_fields={"reason": str(hold)},
             )
@@ -489,7 +491,7 @@ class Matcher:
             inbound.id,
             outcome,
             inbound.received_at,
-            row=_finished_row(inbound.id, InboundStatus.processed, message_id=message.id),
+            row=_finished_row(inbound, InboundStatus.processed, message_id=message.id),
             event="matcher.processed",
             log_fields={"outcome": outcome.value, "message_id": str(message.id), "kind": message.kind},
         )
@@ -528,8 +530,10 @@ class Matcher:
         """The sender checks made for this batch, recorded on the row, or else the ones recorded before."""
         if checked is None:
             return None if inbound.auth_results is None else SenderAuthentication.from_json(inbound.auth_results)
-        inbound.auth_results = checked.as_json()
-        inbound.auth_summary = checked.summary
+        # Kept on the object for the messages stored from it, without making it dirty: the batch's one `_FINISH`
+        # writes them with the rest of the row, where the unit of work would add an UPDATE per message.
+        set_committed_value(inbound, "auth_results", checked.as_json())
+        set_committed_value(inbound, "auth_summary", checked.summary)
         log.info("matcher.sender_authentication", summary=checked.summary.value, source=checked.source)
         return checked
 
@@ -1051,26 +1055,29 @@ def _release_waiting(session: Session, releases: list[_Release]) -> list[uuid.UU
 _FINISH = text(
     "UPDATE inbound_messages SET status = CAST(:status AS varchar), message_id = :message_id,"
     " hold_reason = :hold_reason, held_references = CAST(:held_references AS text[]), processed_at = now(),"
-    " claimed_until = NULL,"
+    " claimed_until = NULL, auth_summary = CAST(:auth_summary AS varchar), auth_results = :auth_results,"
     " last_error = CASE WHEN CAST(:status AS varchar) = 'processed' THEN NULL ELSE last_error END"
     " WHERE id = :id"
-)
+).bindparams(bindparam("auth_results", type_=JSONB))
 
 
 def _finished_row(
-    inbound_id: uuid.UUID,
+    inbound: InboundMessage,
     status: InboundStatus,
     *,
     message_id: uuid.UUID | None = None,
     hold_reason: str | None = None,
     waiting_for: list[str] | None = None,
 ) -> dict[str, object]:
+    """The row's outcome, with the sender checks this batch made (or those recorded before)."""
     return {
-        "id": inbound_id,
+        "id": inbound.id,
         "status": status.value,
         "message_id": message_id,
         "hold_reason": hold_reason,
         "held_references": waiting_for,
+        "auth_summary": None if inbound.auth_summary is None else inbound.auth_summary.value,
+        "auth_results": inbound.auth_results,
     }
 
 
