@@ -28,10 +28,17 @@ _MAX_RETRY_SECONDS = 1.0
 
 class AfterCommitEnqueuer:
     def __init__(
-        self, broker: RedisBroker, *, ids_per_message: int = 1, max_batch: int = 256, max_unsent: int = 100_000
+        self,
+        broker: RedisBroker,
+        *,
+        ids_per_message: int = 1,
+        linger_seconds: float = 0.0,
+        max_batch: int = 256,
+        max_unsent: int = 100_000,
     ) -> None:
         self._broker = broker
         self._ids_per_message = ids_per_message
+        self._linger_seconds = linger_seconds
         self._max_batch = max_batch
         self._max_unsent = max_unsent
         self._ids: asyncio.Queue[uuid.UUID] = asyncio.Queue()
@@ -64,6 +71,10 @@ class AfterCommitEnqueuer:
         while True:
             if not self._unsent:
                 self._keep(await self._ids.get())
+                if self._linger_seconds and self._ids.qsize() + 1 < self._ids_per_message:
+                    # A moment for more: a batch of one costs the matcher several times more per message than
+                    # a batch of a few, and at a moderate rate that difference alone saturated the machine.
+                    await asyncio.sleep(self._linger_seconds)
             while not self._ids.empty():
                 self._keep(self._ids.get_nowait())
             batch = list(itertools.islice(self._unsent, self._max_batch))

@@ -49,7 +49,11 @@ async def serve(settings: Settings) -> None:
     broker = make_broker(settings.require_redis_url(), settings.queue_namespace)
     store = InboundStore(pool, recipient_cache_seconds=settings.smtp_recipient_cache_seconds)
     # Ids committed close together travel in one queue message, which the matcher places as one batch.
-    enqueuer = AfterCommitEnqueuer(broker, ids_per_message=settings.matcher_batch_size)
+    enqueuer = AfterCommitEnqueuer(
+        broker,
+        ids_per_message=settings.matcher_batch_size,
+        linger_seconds=settings.enqueue_linger_ms / 1000,
+    )
     anvil = Anvil(Limits.from_settings(settings))
     handler = GatewayHandler(settings.bcc_domain, store, enqueuer, anvil)
     sessions: set[GatewaySMTP] = set()
