@@ -2,11 +2,11 @@
 
     python -m bench.listing [--messages 200000] [--pages 20] [--limit 100]
 
-One account gets `--messages` messages, each in its own thread, written straight into a scratch database with
-SQL (the matcher would take minutes). Then a client reads the first page of each list, and follows `next_cursor`
-`--pages` pages deep, against the API running as its own process; the table shows milliseconds per page (the
-median of three passes) and the API process's CPU per page. A list that sorts the whole mailbox for every page
-grows with the mailbox; one read in index order does not.
+One account gets `--messages` messages, each in its own thread and with the inbound row it came from, written
+straight into a scratch database with SQL (the matcher would take minutes). Then a client reads the first page of
+each list, and follows `next_cursor` `--pages` pages deep, against the API running as its own process; the table
+shows milliseconds per page (the median of three passes) and the API process's CPU per page. A list that sorts
+or scans the whole mailbox for every page grows with the mailbox; one read in index order does not.
 """
 
 from __future__ import annotations
@@ -43,6 +43,14 @@ _MESSAGES = text(
     ' \'Quote \' || n, \'sam@bench.example\', \'[{"name": "Casey", "address": "customer@example.org"}]\','
     " now() - n * interval '1 minute', 'outbound', repeat('The numbers look good. ', 60), 'The numbers look good.',"
     " now() - n * interval '1 minute' FROM generate_series(1, :count) AS n"
+)
+
+_INBOUND = text(
+    "INSERT INTO inbound_messages (id, account_id, user_id, envelope_from, envelope_to, raw, size, status,"
+    " attempts, message_id, received_at, processed_at)"
+    " SELECT gen_random_uuid(), account_id, user_id, 'sam@bench.example', 'bcc@bench.example',"
+    " convert_to('Subject: ' || subject || E'\\r\\n\\r\\n' || text_body, 'UTF8'), 2000, 'processed', 1, id,"
+    " created_at, created_at FROM messages WHERE account_id = CAST(:account_id AS uuid)"
 )
 
 
@@ -92,8 +100,9 @@ def _seed(url: str, count: int) -> str:
             parameters = {"account_id": str(account.account_id), "user_id": user.id, "count": count}
             session.execute(_THREADS, parameters)
             session.execute(_MESSAGES, parameters)
+            session.execute(_INBOUND, parameters)
         with engine.connect() as connection:  # statistics, as autovacuum would gather them soon enough
-            connection.execute(text("ANALYZE threads, messages"))
+            connection.execute(text("ANALYZE threads, messages, inbound_messages"))
             connection.commit()
         return account.api_token
     finally:

@@ -210,6 +210,13 @@ class InboundMessage(Id, Base):
             "status",
             postgresql_where=text("status IN ('received', 'held', 'failed')"),
         ),
+        # Rendering a message reads when it first arrived, and its .eml, by the stored message: without this, every
+        # page of the mailbox scanned all of the account's inbound rows.
+        Index(
+            "ix_inbound_messages_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
     )
 
     account_id: Mapped[uuid.UUID] = account_fk()
