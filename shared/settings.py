@@ -132,8 +132,9 @@ class Settings(BaseSettings):
     # first messages after a deploy do not wait for their imports; more start on demand.
     analysis_processes_at_start: int | None = Field(default=None, ge=0)
 
-    # Matcher batching. A worker thread claims up to this many received messages at once and places them in one
-    # transaction (one commit, one lock round trip); a message that fails is retried alone.
+    # Matcher batching. The gateway (and the recovery sweep) puts up to this many ids in one queue message, which a
+    # worker thread claims and places in one transaction (one commit, one lock round trip); a message that fails
+    # is retried alone.
     matcher_batch_size: int = Field(default=16, ge=1, le=500)
     # The gateway holds a committed id this long for others to join its queue message (unless a batch is already
     # waiting): at a moderate rate messages otherwise reach the matcher one by one, each paying a whole batch's

@@ -33,8 +33,8 @@ def register_actors(broker: RedisBroker, matcher: Matcher, settings: Settings) -
 
 
 def handle_inbound_received(matcher: Matcher, *inbound_ids: str) -> None:
-    """Process these messages and, up to a batch, others that are due. Every attempt is counted on its row when it
-    is claimed; a failure raises (for dramatiq's retry with backoff) until the last attempt, which ends `failed`.
+    """Process these messages, a batch at a time. Every attempt is counted on its row when it is claimed; a failure
+    raises (for dramatiq's retry with backoff) until the last attempt, which ends `failed`.
 
     After a time limit or a dead worker the row is unlocked and, once its short claim window is over, due again,
     alone: the sweep brings it back, or marks it failed once it is out of attempts."""

@@ -103,18 +103,19 @@ _CREATING_RULES = {
     MessageKind.contact: RULE_PARTICIPANT_OF_CONTACT_MAIL,
 }
 
-# Claim the requested rows and, up to `limit`, other due rows. In a batch every row is fresh (never tried): a row
-# that was tried before runs alone (`:alone`), so that a message that keeps killing its batch is isolated. The
-# attempt is counted and the claim taken in the same statement, committed before any work. Rows another worker
-# holds locked are skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what
-# it claimed.
+# Claim the requested rows, by their ids (a queue message's group: the gateway sends the ids it committed close
+# together, the sweep what waited too long). In a batch every row is fresh (never tried): a row that was tried
+# before runs alone (`:alone`), so that a message that keeps killing its batch is isolated. The attempt is counted
+# and the claim taken in the same statement, committed before any work. Rows another worker holds locked are
+# skipped; a claim is only respected for `lease` seconds, long enough for its worker to lock what it claimed.
+# Claiming other due rows as well (the queue's batching, when every message had a queue message of its own) read
+# the whole backlog to choose them, and took other workers' groups away from them.
 _CLAIM = DirectSql(
     "WITH due AS ("
     " SELECT id FROM inbound_messages"
-    " WHERE status = 'received' AND attempts < :max_attempts"
-    " AND (claimed_until IS NULL OR claimed_until < now())"
-    " AND (:alone OR attempts = 0) AND (id = ANY(CAST(:ids AS uuid[])) OR :others)"
-    " ORDER BY id = ANY(CAST(:ids AS uuid[])) DESC, received_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'received' AND attempts < :max_attempts"
+    " AND (claimed_until IS NULL OR claimed_until < now()) AND (:alone OR attempts = 0)"
+    " FOR UPDATE SKIP LOCKED)"
     " UPDATE inbound_messages AS m SET attempts = m.attempts + 1,"
     " claimed_until = now() + make_interval(secs => :lease)"
     " FROM due WHERE m.id = due.id RETURNING m.id, m.attempts, m.raw"
@@ -221,6 +222,7 @@ class Matcher:
     blobs: BlobStore
     # Called after the commit for each held message this one released (the worker passes its broker's enqueue).
     enqueue: Callable[[uuid.UUID], None] = field(default=_no_enqueue)
+    # The most messages placed in one transaction: a queue message with more ids is placed in turns.
     batch_size: int = 1
     max_attempts: int = 5
     # A claimed row is the claimer's for this long even before it locks it; after that only its row lock (held
@@ -244,21 +246,24 @@ class Matcher:
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
         """One message by itself: claim, place, commit. Raises when this attempt failed and another is due."""
-        result = self.run([inbound_id], limit=1)
+        result = self.run([inbound_id], alone=True)
         return self._outcome_or_raise(inbound_id, result)
 
     def process_due(self, inbound_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
-        """The actor's work: these messages (one queue message carries the group the gateway committed together)
-        and, up to `batch_size`, others that are due, in one transaction. A requested message that was tried
-        before runs alone. Raises when one of the requested messages failed and another attempt is due (the
-        queue message is retried; what was placed is skipped then)."""
+        """The actor's work: these messages (one queue message carries the group the gateway committed together),
+        `batch_size` at a time in one transaction. A message that was tried before runs alone. Raises when one of
+        them failed and another attempt is due (the queue message is retried; what was placed is skipped then)."""
         requested = [inbound_id for inbound_id in dict.fromkeys(inbound_ids) if inbound_id not in self.placed]
         outcomes = dict.fromkeys(inbound_ids, Outcome.already_done)
         if not requested:
             return outcomes
-        result = self.run(requested, limit=max(self.batch_size, len(requested)), explain_unclaimed=False)
+        result = BatchResult()
+        for start in range(0, len(requested), max(self.batch_size, 1)):
+            batch = self.run(requested[start : start + self.batch_size], alone=False, explain_unclaimed=False)
+            result.outcomes.update(batch.outcomes)
+            result.errors.update(batch.errors)
         for retried_id in self._retries([i for i in requested if result.outcomes.get(i) is Outcome.busy]):
-            alone = self.run([retried_id], limit=1)
+            alone = self.run([retried_id], alone=True)
             result.outcomes.update(alone.outcomes)
             result.errors.update(alone.errors)
         wanted = set(requested)
@@ -275,10 +280,10 @@ class Matcher:
             raise result.errors[inbound_id]
         return outcome
 
-    def run(self, requested: Sequence[uuid.UUID], *, limit: int, explain_unclaimed: bool = True) -> BatchResult:
+    def run(self, requested: Sequence[uuid.UUID], *, alone: bool, explain_unclaimed: bool = True) -> BatchResult:
         """`explain_unclaimed`: find out why a requested message was not claimed (done, busy or missing); the
         actor does not need to know, and many of its queue messages find their rows already done by a batch."""
-        claimed = self._claim(requested, limit)
+        claimed = self._claim(requested, alone=alone)
         result = BatchResult()
         claimed_ids = {claim.inbound_id for claim in claimed}
         for inbound_id in requested:
@@ -313,9 +318,9 @@ class Matcher:
         # What failed in a batch is tried again alone, so one bad message costs the others nothing.
         self._end_claims(list(failed))
         for failed_id in failed:
-            alone = self.run([failed_id], limit=1)
-            result.outcomes.update(alone.outcomes)
-            result.errors.update(alone.errors)
+            by_itself = self.run([failed_id], alone=True)
+            result.outcomes.update(by_itself.outcomes)
+            result.errors.update(by_itself.errors)
         return result
 
     def _enqueue_safely(self, inbound_id: uuid.UUID) -> None:
@@ -324,10 +329,8 @@ class Matcher:
         except Exception:
             log.warning("matcher.enqueue_failed_left_for_sweep", released_id=str(inbound_id))
 
-    def _claim(self, requested: Sequence[uuid.UUID], limit: int) -> list[Claimed]:
-        # One statement, atomic by itself, so no transaction around it: that saves the BEGIN and COMMIT round trips
-        # every queue message would pay, and many of them find their messages already placed by a batch.
-        alone = limit == 1
+    def _claim(self, requested: Sequence[uuid.UUID], *, alone: bool) -> list[Claimed]:
+        # One statement, atomic by itself, so no transaction around it: that saves the BEGIN and COMMIT round trips.
         with self.sessions() as session:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             rows = execute_direct(
@@ -336,8 +339,6 @@ class Matcher:
                 {
                     "ids": list(requested),
                     "alone": alone,
-                    "others": not alone and limit > len(requested),
-                    "limit": limit,
                     "max_attempts": self.max_attempts,
                     "lease": self.lease_seconds,
                 },

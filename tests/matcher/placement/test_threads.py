@@ -347,7 +347,7 @@ def _process_share(database_url: str, blobs: str, inbound_ids: list[str], start:
         )
         start.wait()  # type: ignore[attr-defined]
         for inbound_id in inbound_ids:
-            # As the actor does: this message and, in batches, whatever else is due (maybe others' shares).
+            # As the actor does for a queue message of one id (the sweep's, a release's).
             matcher.process_due([uuid.UUID(inbound_id)])
     finally:
         engine.dispose()
@@ -368,9 +368,9 @@ def test_batches_give_the_threads_of_one_message_at_a_time(
     batched = new_tenant(quiet_sessions)
     inbound_ids = [receive(quiet_sessions, batched, mail.raw(batched)) for mail in mails]
     in_batches = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path / "blobs"), batch_size=7)
-    # As the queue delivers them, in groups the gateway committed together: a batch also takes others that are due.
-    for start in range(0, len(inbound_ids), 3):
-        outcomes = in_batches.process_due(inbound_ids[start : start + 3])
+    # As the queue delivers them, in groups the gateway committed together (longer ones placed a batch at a time).
+    for start in range(0, len(inbound_ids), 10):
+        outcomes = in_batches.process_due(inbound_ids[start : start + 10])
         assert set(outcomes.values()) <= {Outcome.stored, Outcome.duplicate, Outcome.already_done}
     assert partition(quiet_sessions, batched) == partition(quiet_sessions, sequential)
 
