@@ -29,6 +29,7 @@ class MessageFactory:
     size: int
     run_id: str
     user_address: str
+    new_contacts: bool = False  # each message to a customer of its own (mail to prospects), not always the same one
     _shared: tuple[bytes, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -54,7 +55,7 @@ class MessageFactory:
         # Fixed-width numbers, so every message of a run has the same length.
         return (
             f"From: Sam Seller <{self.user_address}>\r\n"
-            f"To: Casey Customer <{CUSTOMER}>\r\n"
+            f"To: Casey Customer <{f'customer-{n:08d}@example.org' if self.new_contacts else CUSTOMER}>\r\n"
             f"Subject: Quote {n:08d}\r\n"
             "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
             f"Message-ID: <{self.message_id(n)}>\r\n"

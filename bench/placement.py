@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--new-contacts", action="store_true", help="every message to a customer of its own: a person created each"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the draining to this file")
     parser.add_argument(
         "--in-process",
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         user = directory.create_user(session, account.account_id, "sam@bench.example", "Sam Seller")
         bcc = directory.bcc_address(user, "bcc.bench.example")
         account_id, user_id = account.account_id, user.id
-    factory = MessageFactory(args.size, new_run_id(), "sam@bench.example")
+    factory = MessageFactory(args.size, new_run_id(), "sam@bench.example", new_contacts=args.new_contacts)
     ids = _backlog(sessions, factory, args.messages, account_id, user_id, bcc)
 
     statements: Counter[str] = Counter()
