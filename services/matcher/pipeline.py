@@ -258,18 +258,15 @@ class Matcher:
         if not requested:
             return outcomes
         result = BatchResult()
-        for start in range(0, len(requested), max(self.batch_size, 1)):
-            batch = self.run(requested[start : start + self.batch_size], alone=False, explain_unclaimed=False)
+        size = max(self.batch_size, 1)
+        for start in range(0, len(requested), size):
+            batch = self.run(requested[start : start + size], alone=False, explain_unclaimed=False)
             result.outcomes.update(batch.outcomes)
             result.errors.update(batch.errors)
         for retried_id in self._retries([i for i in requested if result.outcomes.get(i) is Outcome.busy]):
             alone = self.run([retried_id], alone=True)
             result.outcomes.update(alone.outcomes)
             result.errors.update(alone.errors)
-        wanted = set(requested)
-        for other, outcome in result.outcomes.items():
-            if other not in wanted and outcome is Outcome.retry:
-                self._enqueue_safely(other)  # its own queue message may be long gone ("busy" while we held it)
         for inbound_id in requested:
             outcomes[inbound_id] = self._outcome_or_raise(inbound_id, result)
         return outcomes
