@@ -165,8 +165,11 @@ class _Child:
         while waiting:
             group = _group(waiting, pipelined_bytes)
             connection = self._started()
-            for raw in group:
-                connection.send_bytes(raw)
+            try:
+                for raw in group:
+                    connection.send_bytes(raw)
+            except OSError:
+                pass  # the child died meanwhile: waiting for the first answer finds that out (and stops it)
             answered = 0
             for raw in group:
                 analyses.append(self._answer(connection, raw, time_limit_seconds))
