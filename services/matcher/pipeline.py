@@ -841,6 +841,9 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
                 if domain_of(address) in new_domains[account_id]:
                     names.append((account_id, f"organization-domain:{domain_of(address)}"))
     lock_all(session, names)
+    # Under their locks, the addresses that had no person may have got one from a worker that held them: look once
+    # for the batch, so that creating a person needs no look of its own.
+    prefetch_people(session, {account_id: addresses for account_id, addresses in new_people.items() if addresses})
     # Under the locks of their ids: which of the batch's messages may be stored already, and what each connects
     # to (one query each per account).
     for account_id, headers in _message_ids_by_account(batch).items():

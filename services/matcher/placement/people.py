@@ -100,9 +100,9 @@ def create_missing(
     if not plan.missing:
         return created
     lock_names(session, context.account_id, (f"person-address:{a}" for a in plan.missing))
-    _forget(session, context.account_id, plan.missing)
-    # Look again under the locks: whoever held them may have created some of these meanwhile.
-    known = _query_known(session, context.account_id, list(plan.missing))
+    # Under the locks, whoever held them may have created some of these meanwhile: the batch looked again once it
+    # held them all (`prefetch_people`), and remembers what it created since; anything else is asked now.
+    known = _known(session, context.account_id, list(plan.missing))
     for canonical, address in sorted(plan.missing.items()):
         if canonical in known:
             person_id, deleted = known[canonical]
@@ -126,6 +126,7 @@ def create_missing(
         )
         plan.found[canonical] = person_id
         created[canonical] = person_id
+        _remember(session, context.account_id, canonical, person_id)
     plan.missing.clear()
     return created
 
@@ -161,12 +162,10 @@ def _known(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dic
     return known
 
 
-def _forget(session: Session, account_id: uuid.UUID, addresses: Iterable[str]) -> None:
-    """Created (or possibly created) in this transaction: ask the database again next time, which also stays right
-    when the savepoint that created them rolls back."""
-    cache: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, bool] | None] = session.info.get(_PREFETCHED, {})
-    for address in addresses:
-        cache.pop((account_id, address), None)
+def _remember(session: Session, account_id: uuid.UUID, address: str, person_id: uuid.UUID) -> None:
+    """Created in this transaction (which, if it rolls back, takes the cache with its session)."""
+    cache: dict[tuple[uuid.UUID, str], tuple[uuid.UUID, bool] | None] = session.info.setdefault(_PREFETCHED, {})
+    cache[(account_id, address)] = (person_id, False)
 
 
 # Fixed text, like every statement a batch runs once or more: building and caching an ORM select cost more
