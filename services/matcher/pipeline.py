@@ -279,7 +279,7 @@ class Matcher:
 
     def run(self, requested: Sequence[uuid.UUID], *, alone: bool, explain_unclaimed: bool = True) -> BatchResult:
         """`explain_unclaimed`: find out why a requested message was not claimed (done, busy or missing); the
-        actor does not need to know, and many of its queue messages find their rows already done by a batch."""
+        actor does not need to know (a retried queue message finds most of its rows done)."""
         claimed = self._claim(requested, alone=alone)
         result = BatchResult()
         claimed_ids = {claim.inbound_id for claim in claimed}
