@@ -82,10 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
             ) as client:
                 print(f"{args.messages:,} messages in {args.messages:,} threads, pages of {args.limit}")
-                print(f"{'list':16} {'first page ms':>14} {f'page {args.pages} ms':>12} {'API CPU ms/page':>16}")
-                for path in ("/v1/messages", "/v1/threads"):
+                print(f"{'list':18} {'first page ms':>14} {f'page {args.pages} ms':>12} {'API CPU ms/page':>16}")
+                for path in ("/v1/messages", "/v1/messages/feed", "/v1/threads"):
                     first, deep, cpu = _measure(client, api, path, args.limit, args.pages)
-                    print(f"{path:16} {first:14.1f} {deep:12.1f} {cpu:16.1f}")
+                    print(f"{path:18} {first:14.1f} {deep:12.1f} {cpu:16.1f}")
         finally:
             stack.stop()
     return 0

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -324,6 +325,22 @@ class MessageKind(enum.StrEnum):
     bulk = "bulk"  # mailing lists, newsletters, Precedence: bulk
 
 
+class TransactionId(UserDefinedType[int]):
+    """Postgres `xid8`: the 64-bit id of the transaction that wrote a row, which never wraps around."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "xid8"
+
+    def result_processor(self, _dialect: Dialect, _coltype: object) -> Any:
+        return lambda value: None if value is None else int(value)
+
+
+# So that reflection (Alembic's drift check) knows the type by its name.
+postgresql.base.ischema_names["xid8"] = TransactionId
+
+
 class Direction(enum.StrEnum):
     outbound = "outbound"  # the user sent it (the BCC copy)
     inbound = "inbound"  # someone else wrote it
@@ -338,6 +355,8 @@ class Message(Id, Created, Base):
         # `GET /v1/messages` lists an account's messages newest first, a page at a time: read in index order, not
         # sorted whole for every page.
         Index("ix_messages_account_id_created_at", "account_id", "created_at", "id"),
+        # `GET /v1/messages/feed` follows an account's messages in the order their transactions made them visible.
+        Index("ix_messages_account_id_feed_xid", "account_id", "feed_xid", "id"),
     )
 
     account_id: Mapped[uuid.UUID] = account_fk(index=False)
@@ -372,6 +391,9 @@ class Message(Id, Created, Base):
     # Sender authentication of the mail that brought this message (copied from its inbound row).
     auth_summary: Mapped[AuthSummary | None] = mapped_column(vocabulary(AuthSummary, 16))
     auth_results: Mapped[dict[str, Any] | None]
+    # The transaction that stored the message. Once every transaction with a smaller id has ended, no message
+    # can appear before it any more: the feed reads up to that point (see services/api/mailbox/service.py).
+    feed_xid: Mapped[int] = mapped_column(TransactionId(), server_default=text("pg_current_xact_id()"))
 
 
 class Attachment(Id, Created, Base):

@@ -16,6 +16,12 @@ class Page(BaseModel, Generic[Item]):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
+class FeedPage(BaseModel, Generic[Item]):
+    data: list[Item]
+    next_cursor: str = Field(description="Pass as `cursor` next time, also when `data` is empty.")
+    has_more: bool = Field(description="The page was full: more is there already, read on without waiting.")
+
+
 class Schema(BaseModel):
     """A request body. Unknown fields are a mistake worth reporting, not something to ignore silently."""
 

@@ -50,6 +50,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise Problem(400, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` back unchanged.") from exc
 
 
+def encode_feed_cursor(transaction_id: int, row_id: uuid.UUID) -> str:
+    raw = json.dumps([transaction_id, str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_feed_cursor(cursor: str) -> tuple[int, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        transaction_id, row_id = json.loads(raw)
+        if not isinstance(transaction_id, int) or isinstance(transaction_id, bool) or transaction_id < 0:
+            raise ValueError("a feed position is a transaction id")
+        return transaction_id, uuid.UUID(row_id)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "Pass `next_cursor` back unchanged.") from exc
+
+
 def paginate(
     query: Select[*Ts],
     sort_key: SortKey,

@@ -754,8 +754,9 @@ class Matcher:
         return message, Outcome.stored
 
 
-# Every column of a stored message but `created_at` (the database's clock), then its links to the people on it.
-_STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key != "created_at"]
+# Every column of a stored message but those the database fills in (its clock, its transaction), then its links
+# to the people on it.
+_STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key not in {"created_at", "feed_xid"}]
 _LINKED_PEOPLE = (
     "SELECT :account_id, :id, person_id, role, rule FROM unnest(CAST(:person_ids AS uuid[]),"
     " CAST(:roles AS text[]), CAST(:rules AS text[])) AS link(person_id, role, rule)"

@@ -3,6 +3,7 @@ retries quickly), tenants, and helpers that store mail the way the matcher does,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -158,7 +159,9 @@ class MailStore:
         sent_at: datetime | None = None,
         new_text: str | None = None,
         raw: bytes | None = None,
+        session: Session | None = None,
     ) -> str:
+        """Stored and committed; or, given a `session`, added to its transaction (which the caller commits)."""
         self.clock += timedelta(minutes=1)
         sent = sent_at or self.clock
         message_id_header = f"{uuid.uuid4().hex}@test.example"
@@ -169,7 +172,7 @@ class MailStore:
                 f"Message-ID: <{message_id_header}>\r\n\r\n{text}\r\n"
             ).encode()
         )
-        with transaction(self.sessions) as session:
+        with contextlib.nullcontext(session) if session is not None else transaction(self.sessions) as session:
             message = Message(
                 account_id=self.tenant.account_id,
                 user_id=user_id or self.tenant.user_id,

@@ -282,3 +282,56 @@ def test_mail_sent_over_smtp_shows_in_the_mailbox(api_stack: Stack, tenant: Tena
     assert api.get(f"/v1/attachments/{attachment['id']}/content").content == PDF
     raw = api.get(f"/v1/messages/{message['id']}/raw").content
     assert b"Subject: Quote over SMTP" in raw
+
+
+def _feed(http: httpx.Client, cursor: str | None, limit: int = 50) -> tuple[list[str], str, bool]:
+    response = http.get("/v1/messages/feed", params={"limit": limit, **({"cursor": cursor} if cursor else {})})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    return [m["id"] for m in page["data"]], page["next_cursor"], page["has_more"]
+
+
+def test_message_feed_gives_each_message_once_even_when_it_commits_late(
+    api: httpx.Client, stranger_api: httpx.Client, mail: MailStore
+) -> None:
+    thread = mail.thread("Feed")
+    first = mail.message(thread, subject="First")
+    seen, cursor, _ = _feed(api, None)
+    assert seen == [first]
+
+    # A slow transaction stores a message, then a quicker one stores another and commits first.
+    with mail.sessions() as slow, slow.begin():
+        late = mail.message(thread, subject="Late", session=slow)
+        quick = mail.message(thread, subject="Quick")
+        # Newest first, the list already shows the quick message on top; the feed holds it back, because the
+        # slow transaction could still add a message before it.
+        assert api.get("/v1/messages", params={"limit": 1}).json()["data"][0]["id"] == quick
+        assert _feed(api, cursor)[0] == []
+    # Once the slow one commits, both arrive, in the order their transactions began; and only once.
+    arrived: list[str] = []
+
+    def both_arrived() -> bool:
+        nonlocal cursor
+        ids, cursor, _ = _feed(api, cursor)
+        arrived.extend(ids)
+        return len(arrived) >= 2
+
+    wait_for(both_arrived, timeout=30, what="the held-back messages in the feed")
+    assert arrived == [late, quick]
+    assert _feed(api, cursor) == ([], cursor, False)
+
+    # Pages: `has_more` says read on; the whole walk is every message once, oldest first.
+    more = [mail.message(thread, subject=f"More {n}") for n in range(3)]
+    # (Any transaction of this Postgres, other tests' too, holds the feed back while it runs.)
+    wait_for(lambda: len(_feed(api, cursor)[0]) == len(more), timeout=30, what="the newest messages in the feed")
+    walked, position, full = _feed(api, None, limit=2)
+    assert full
+    while full:
+        ids, position, full = _feed(api, position, limit=2)
+        walked.extend(ids)
+    assert walked == [first, late, quick, *more]
+    # Another account's feed has none of it; a cursor that is not one is a problem, not a crash.
+    assert not set(_feed(stranger_api, None)[0]) & set(walked)
+    bad = api.get("/v1/messages/feed", params={"cursor": "garbage!"})
+    assert bad.status_code == 400
+    assert bad.json()["type"] == "https://mailroom.dev/problems/invalid-cursor"

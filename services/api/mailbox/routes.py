@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from services.api.chooser.service import link_thread
-from services.api.common import Page
+from services.api.common import FeedPage, Page
 from services.api.deps import Blobs, CurrentCaller, DbSession, filter_id, parse_id
 from services.api.mailbox import downloads, service
 from services.api.mailbox.render import attachment_out, file_out, messages_out, thread_summaries
@@ -96,6 +96,29 @@ def list_messages(
     rows, next_cursor = service.list_messages(session, caller, filter_id(thread_id), cursor, limit)
     return Page[MessageOut](
         data=messages_out(session, caller, rows, allow_remote=remote_content), next_cursor=next_cursor
+    )
+
+
+@router.get("/messages/feed", response_model=FeedPage[MessageOut], response_model_by_alias=True)
+def message_feed(
+    caller: CurrentCaller,
+    session: DbSession,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`next_cursor` of the previous read; omit to start with the oldest."),
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    remote_content: RemoteContent = False,
+) -> FeedPage[MessageOut]:
+    """Messages in the order they were stored, oldest first: poll with the last `next_cursor` to get each new
+    message exactly once, including those whose storing took longer than others' (which `GET /v1/messages`,
+    newest first, can show below messages already read). A message appears once every transaction that began
+    before it has ended, usually within a second."""
+    rows, next_cursor = service.message_feed(session, caller, cursor, limit)
+    return FeedPage[MessageOut](
+        data=messages_out(session, caller, rows, allow_remote=remote_content),
+        next_cursor=next_cursor,
+        has_more=len(rows) == limit,
     )
 
 

@@ -30,14 +30,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
+    tuple_,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from sqlalchemy.types import TypeEngine
 
 from services.api.access import deal_id_visible, deal_visible
 from services.api.deps import Caller
-from services.api.pagination import page_rows, paginate
+from services.api.pagination import decode_feed_cursor, encode_feed_cursor, page_rows, paginate
 from services.api.problems import not_found
 from shared.models import (
     Attachment,
@@ -281,6 +283,34 @@ def list_messages(
         query = query.where(Message.thread_id == thread_id)
     rows = session.scalars(paginate(query, Message.created_at, Message.id, cursor, limit)).all()
     return page_rows(rows, limit, lambda m: (m.created_at, m.id))
+
+
+# Every transaction with a smaller id has ended (committed or rolled back): no message can still appear below it.
+_FEED_HORIZON = text("pg_snapshot_xmin(pg_current_snapshot())")
+
+
+def message_feed(session: Session, caller: Caller, cursor: str | None, limit: int) -> tuple[list[Message], str]:
+    """The account's messages in the order they became visible, oldest first, from `cursor` on; and the cursor to
+    read on from (the same one when nothing new is there yet).
+
+    `GET /v1/messages` is ordered by when each message's transaction began, so a message whose transaction
+    commits late appears below the top, where a client polling the top would miss it. The feed is ordered by
+    transaction id and stops short of the oldest transaction still running, so what a client has read past never
+    changes: every message shows up exactly once, at most one running transaction later.
+    """
+    query = select(Message).where(
+        Message.account_id == caller.account_id, message_visible(caller), Message.feed_xid < _FEED_HORIZON
+    )
+    if cursor is not None:
+        after_transaction, after_id = decode_feed_cursor(cursor)
+        query = query.where(
+            tuple_(Message.feed_xid, Message.id)
+            > tuple_(text("CAST(:after_transaction AS xid8)"), literal(after_id, Uuid())).self_group()
+        ).params(after_transaction=str(after_transaction))
+    rows = list(session.scalars(query.order_by(Message.feed_xid, Message.id).limit(limit)).all())
+    if rows:
+        return rows, encode_feed_cursor(rows[-1].feed_xid, rows[-1].id)
+    return rows, cursor or encode_feed_cursor(0, uuid.UUID(int=0))
 
 
 def get_message(session: Session, caller: Caller, message_id: uuid.UUID) -> Message:
