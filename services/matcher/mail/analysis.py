@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from services.matcher.mail.classify import Machine, bounce_references, bounced_recipients, machine_mail
 from services.matcher.mail.conversation import outlook_conversation_key
-from services.matcher.mail.originals import find_originals, with_forward_defaults
+from services.matcher.mail.originals import body_text, find_originals, with_forward_defaults
 from services.matcher.mail.parsing import ParsedMail, parse_mail
-from services.matcher.mail.quotes import extract_new_text, html_to_text
+from services.matcher.mail.quotes import extract_new_text
 from services.matcher.mail.subjects import subject_key
 from shared.models import MessageKind
 
@@ -50,6 +50,7 @@ class Analysis:
 
 def analyse(raw: bytes) -> Analysis:
     parsed = parse_mail(raw)
+    text = body_text(parsed)  # read by both the quote and the forward parser: an HTML body becomes text once
     machine = machine_mail(parsed)
     bounced: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
@@ -58,13 +59,15 @@ def analyse(raw: bytes) -> Analysis:
         bounced, references = tuple(bounced_recipients(report)), tuple(bounce_references(report))
     originals = tuple(
         ForwardedOriginal(analyse_mail(with_forward_defaults(original, parsed)), original.confidence, original.how)
-        for original in find_originals(parsed)
+        for original in find_originals(parsed, text)
     )
-    return Analysis(analyse_mail(parsed), machine, bounced, originals, references)
+    return Analysis(analyse_mail(parsed, text), machine, bounced, originals, references)
 
 
-def analyse_mail(parsed: ParsedMail) -> AnalysedMail:
-    text = parsed.text_body or (html_to_text(parsed.html_body) if parsed.html_body else None)
+def analyse_mail(parsed: ParsedMail, text: str | None = None) -> AnalysedMail:
+    """`text` is the message's `body_text`, when the caller has it already."""
+    if text is None:
+        text = body_text(parsed)
     conversation = outlook_conversation_key(parsed.headers.get("thread-index"))
     references = parsed.references if conversation is None else (*parsed.references, conversation)
     return AnalysedMail(

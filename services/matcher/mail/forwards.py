@@ -417,7 +417,7 @@ def _normalize(body: str) -> str:
 def _split_lines(text: str) -> list[_Line]:
     lines: list[_Line] = []
     for raw in text.split("\n"):
-        match = _QUOTE_PREFIX.match(raw)
+        match = _QUOTE_PREFIX.match(raw) if ">" in raw else None
         if match is None:
             lines.append(_Line(raw=raw, depth=0, text=raw))
         else:
@@ -446,16 +446,21 @@ def _find_candidates(lines: list[_Line], *, weak: bool) -> list[_Candidate]:
     previous_is_header = False
     for index, line in enumerate(lines):
         text = line.text.strip()
-        is_header = _HEADER_LINE.match(line.text.lstrip()) is not None
+        is_header = weak and _is_header_line(line.text)
         banner = _banner(text)
         if banner is not None:
             candidates.append(_Candidate(line=index, marker=banner[0], inline=banner[1]))
         elif _RULE_LINE.match(text):
             candidates.append(_Candidate(line=index, marker=_Marker.RULE))
-        elif weak and is_header and not previous_is_header:
+        elif is_header and not previous_is_header:
             candidates.append(_Candidate(line=index, marker=_Marker.HEADERS))
         previous_is_header = is_header
     return candidates
+
+
+def _is_header_line(text: str) -> bool:
+    # Every label is followed by a colon: a line without one skips the alternation of all labels.
+    return (":" in text or "：" in text) and _HEADER_LINE.match(text.lstrip()) is not None
 
 
 def _banner(text: str) -> tuple[_Marker, str] | None:

@@ -27,11 +27,18 @@ class Original:
     how: str  # "attached" or "inline", for the provenance shown to users
 
 
-def find_originals(forward: ParsedMail) -> list[Original]:
+def body_text(mail: ParsedMail) -> str:
+    """The body as plain text: the text part, else the HTML part made text; "" when there is neither."""
+    return mail.text_body or (html_to_text(mail.html_body) if mail.html_body else "")
+
+
+def find_originals(forward: ParsedMail, text: str | None = None) -> list[Original]:
+    """`text` is the forward's `body_text`, when the caller has it already (HTML to text is not cheap)."""
     attached = [a for a in forward.attachments if a.content_type == "message/rfc822" and a.content]
     if attached:
         return [Original(parse_mail(a.content), 1.0, "attached") for a in attached]
-    text = forward.text_body or (html_to_text(forward.html_body) if forward.html_body else "")
+    if text is None:
+        text = body_text(forward)
     if not text:
         return []
     result = parse_forwarded(text, forward.subject)

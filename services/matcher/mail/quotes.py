@@ -296,10 +296,14 @@ _DEVICE_SIGNATURES: tuple[str, ...] = (
     r"отправлено\s+(?:с|из|через)\b",
     r"надіслано\s+(?:з|із|через)\b",
     r"odesl[áa]no\s+(?:z|ze)\b",
-    r".{1,40}['’]?(?:dan|den|tan|ten)\s+g[öo]nderildi$",
-    r"(?:从|從)我的.{1,30}(?:发送|傳送|發送)$",
-    r".{1,30}から送信$",
-    r".{1,30}에서\s*보냄$",
+)
+# The same for languages that put the verb last ("iPhone から送信"): what may come before the verb, and the verb
+# spelled out, which must end the line.
+_DEVICE_SIGNATURES_VERB_LAST: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r".{1,40}['’]?(?:dan|den|tan|ten)\s+", ("gönderildi", "gonderildi")),
+    (r"(?:从|從)我的.{1,30}", ("发送", "傳送", "發送")),
+    (r".{1,30}", ("から送信",)),
+    (r".{1,30}에서\s*", ("보냄",)),
 )
 
 
@@ -367,6 +371,18 @@ _RE_HISTORY_SEPARATOR = re.compile(
     _FLAGS,
 )
 _RE_DEVICE_SIGNATURE = re.compile(r"^(?:" + "|".join(_DEVICE_SIGNATURES) + r")", _FLAGS)
+_RE_DEVICE_SIGNATURE_VERB_LAST = re.compile(
+    r"^(?:"
+    + "|".join(lead + "(?:" + "|".join(map(re.escape, verbs)) + ")$" for lead, verbs in _DEVICE_SIGNATURES_VERB_LAST)
+    + r")",
+    _FLAGS,
+)
+# The last letter of those verbs, looked for first: a leading `.{1,40}` tries every split of the line, and nearly
+# every line fails on its last character.
+_RE_DEVICE_SIGNATURE_LAST_LETTER = re.compile(
+    "[" + "".join(sorted({re.escape(verb[-1]) for _, verbs in _DEVICE_SIGNATURES_VERB_LAST for verb in verbs})) + "]$",
+    _FLAGS,
+)
 # "-- " is the RFC 3676 signature delimiter; many clients drop the space.
 _RE_SIGNATURE_DELIMITER = re.compile(r"^--[ \t]*$")
 # Lines made of decoration only ("-----", "_____", "ᐧ"): never content.
@@ -412,12 +428,12 @@ class _Header:
     interleavable: bool
 
 
-def _parse_line(raw: str) -> _Line:
+def _parse_line(raw: str, has_invisible: bool) -> _Line:
     # Direction marks and zero-width characters (Hebrew/Arabic Gmail
     # headers, tracking characters) are invisible and must not defeat the
-    # end-of-line patterns.
-    visible = _RE_INVISIBLE.sub("", raw)
-    match = _RE_QUOTE_PREFIX.match(visible)
+    # end-of-line patterns. `has_invisible`: whether the whole text holds any.
+    visible = _RE_INVISIBLE.sub("", raw) if has_invisible else raw
+    match = _RE_QUOTE_PREFIX.match(visible) if ">" in visible else None
     if match:
         depth = match.group(1).count(">")
         content = visible[match.end() :].strip()
@@ -484,6 +500,15 @@ def _is_attribution(text: str) -> bool:
 def _ends_with_verb(text: str) -> bool:
     # The verb sits at the very end; searching only the tail keeps the big
     # alternation from being tried at every position of a long line.
+    # Every verb ends with a letter or ")" ("napisał(a)"), followed only by
+    # blanks and a colon (`$` also allows one final newline): most lines
+    # ("... by Friday.") fail on that and skip the search.
+    before_colon = text.removesuffix("\n")
+    if before_colon.endswith((":", "：")):
+        before_colon = before_colon[:-1]
+    last = before_colon.rstrip()[-1:]
+    if not (last.isalpha() or last == ")"):
+        return False
     return bool(_RE_ENDS_WITH_VERB.search(text[-_VERB_TAIL_CHARS:]))
 
 
@@ -536,6 +561,8 @@ def _find_attributions(lines: list[_Line]) -> list[_Header]:
 
 
 def _header_kind(content: str) -> str | None:
+    if ":" not in content and "：" not in content:
+        return None  # every key is followed by a colon; most lines have none and skip the big alternation
     match = _RE_HEADER_KEY.match(content)
     if not match:
         return None
@@ -614,7 +641,11 @@ def _find_headers(lines: list[_Line]) -> dict[int, _Header]:
 
 def _is_device_signature(content: str) -> bool:
     content = content.strip("()<>[]*_ ")
-    return len(content) <= 120 and bool(_RE_DEVICE_SIGNATURE.match(content))
+    if len(content) > 120:
+        return False
+    if _RE_DEVICE_SIGNATURE.match(content):
+        return True
+    return bool(_RE_DEVICE_SIGNATURE_LAST_LETTER.search(content[-2:]) and _RE_DEVICE_SIGNATURE_VERB_LAST.match(content))
 
 
 def _skip_quote_block(lines: list[_Line], i: int) -> int:
@@ -724,7 +755,9 @@ def extract_new_text(text: str) -> str:
     languages) and the trailing signature ("-- ", "Sent from my iPhone", …)
     are removed; the result is trimmed of surrounding blank lines.
     """
-    lines = [_parse_line(raw) for raw in _normalise_newlines(text[:MAX_QUOTE_SCAN_CHARS]).split("\n")]
+    text = _normalise_newlines(text[:MAX_QUOTE_SCAN_CHARS])
+    has_invisible = _RE_INVISIBLE.search(text) is not None
+    lines = [_parse_line(raw, has_invisible) for raw in text.split("\n")]
     lines = _rejoin_wrapped_quotes(lines)
     headers = _find_headers(lines)
     kept = _drop_history(lines, headers)
