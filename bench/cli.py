@@ -28,6 +28,7 @@ from bench.targets import (
     Mailroom,
     SmtpTarget,
     find_postfix,
+    gather_statistics,
     inbound_statuses,
     mailroom,
     postgres_durability,
@@ -225,6 +226,7 @@ async def _measure_mailroom(
         await _push(target, factory, args, range(args.warmup), warmup)
         await warmup.track(asyncio.Event(), straggler_seconds=args.visible_timeout, settled=settled)
         await warmup.aclose()
+        await asyncio.to_thread(gather_statistics, room)
         numbers = range(args.warmup, args.warmup + args.messages)
 
     # The idle workers' own cost (queue polling), so that a slow run's long tail is not billed to its messages.
