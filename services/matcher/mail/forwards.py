@@ -25,6 +25,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -345,8 +346,7 @@ _CORE_FIELDS = (_Field.FROM, _Field.TO, _Field.CC, _Field.DATE, _Field.SUBJECT)
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):  # not a frozen dataclass: one is made per line, and its __init__ costs twice as much
     raw: str
     depth: int  # how many ">" quote levels
     text: str  # the line without its quote markers

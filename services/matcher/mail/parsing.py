@@ -36,6 +36,8 @@ _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 # header from every "=?" that never closes, which is quadratic.
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
+# The characters `_split_address_list` looks at; every other one is copied as it is, a run at a time.
+_ADDRESS_LIST_SYNTAX = re.compile(r'[\\="(),;:<>]')
 # A uuencoded block is found in two linear steps (its `begin` line, then the next `end` line) rather than one
 # pattern with `(.*?)^end`, which rescans to the end of the text from every `begin` line that has no `end`.
 _UUENCODE_BEGIN = re.compile(rb"^begin[ \t]+([0-7]{3,4})[ \t]+([^\r\n]+)\r?$", re.M)
@@ -47,6 +49,10 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _STANDARD_HEADER = re.compile(
     rb"(?i)(from|to|cc|subject|date|message-id|mime-version|content-type|received|return-path|reply-to)[ \t]*:"
 )
+_CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+_ASCII_BLANKS = re.compile(r"[ \t\r\n\f\v]+")
+# What follows the boundary on a delimiter line: "--" on the closing one, then optional blanks.
+_DELIMITER_LINE_END = re.compile(rb"(?P<closing>--)?[ \t]*(?:\r\n|\r|\n|\Z)")
 _MAX_DEPTH = 40
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
@@ -186,7 +192,8 @@ def _parse(raw: bytes) -> ParsedMail:
             defects.add("header had lines that are not header fields; read around them")
             data = repaired
             message = _message_tree(data, defects)
-    hints = _message_charsets(message)
+    charsets = {part: _content_charset(part) for part in message.walk()}  # read once: hints and bodies use them
+    hints = _message_charsets(charsets.values())
     headers = _HeaderReader(message, hints, defects)
 
     own_id = _first_message_id(headers.raw("message-id"))
@@ -195,7 +202,7 @@ def _parse(raw: bytes) -> ParsedMail:
     if in_reply_to is not None and in_reply_to not in references:
         references = (*references, in_reply_to)
 
-    body = _BodyWalker(defects, _raw_bodies(message, data), hints)
+    body = _BodyWalker(defects, _raw_bodies(message, data), hints, charsets)
     body.walk(message, "message", inside_attachment=False)
     return ParsedMail(
         message_id=own_id or "sha256-" + hashlib.sha256(raw).hexdigest() + "@mailroom.invalid",
@@ -268,11 +275,11 @@ def _repaired_header(data: bytes) -> bytes | None:
     return b"\n".join(line for index, line in enumerate(lines) if index not in skipped) + data[len(head) :]
 
 
-def _message_charsets(message: email.message.Message) -> tuple[str, ...]:
+def _message_charsets(charsets: Iterable[str | None]) -> tuple[str, ...]:
     """The charsets to guess raw 8-bit header bytes with: those the message declares for its parts."""
     found: dict[str, None] = {}
-    for part in message.walk():
-        codec = _charset_codec(_content_charset(part))
+    for charset in charsets:
+        codec = _charset_codec(charset)
         if codec is not None and codec not in ("ascii", "utf-8"):
             found.setdefault(codec, None)
     return tuple(found)
@@ -324,12 +331,16 @@ class _HeaderReader:
 
 
 def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:
+        return value  # most header values were never folded
     return _FOLD.sub("", value).replace("\r", "").replace("\n", "")
 
 
 def _decode_header(value: str, hints: tuple[str, ...], defects: _Defects | None, label: str) -> str:
     """RFC 2047, leniently: adjacent words of one charset are joined before decoding (senders split multibyte
     characters across words), whitespace between encoded words is dropped, and raw 8-bit text is guessed."""
+    if "=?" not in value:
+        return _safe_text(_best_effort_str(value, hints))  # no encoded word: most names and subjects
     pieces: list[str] = []
     pending = bytearray()
     pending_charset: str | None = None
@@ -396,6 +407,13 @@ def _split_address_list(value: str) -> list[str]:
     comment = 0
     index = 0
     while index < len(value):
+        syntax = _ADDRESS_LIST_SYNTAX.search(value, index)
+        plain_end = syntax.start() if syntax is not None else len(value)
+        if plain_end > index:
+            current.append(value[index:plain_end])
+            addressy = addressy or "@" in current[-1]
+            index = plain_end
+            continue
         char = value[index]
         if char == "\\" and (quoted or comment):
             current.append(value[index : index + 2])
@@ -465,6 +483,9 @@ def _mailbox(item: str, hints: tuple[str, ...], defects: _Defects | None) -> tup
 
 
 def _top_level_index(text: str, wanted: str) -> int:
+    first = text.find(wanted)
+    if first < 0 or ('"' not in text[:first] and "(" not in text[:first]):
+        return first  # nothing before it opens a quote or comment (`wanted` is never one of those)
     quoted = False
     comment = 0
     for index, char in enumerate(text):
@@ -582,10 +603,15 @@ class _BodyWalker:
     """Sorts the leaves of the MIME tree into body text, body HTML and attachments, and keeps every leaf."""
 
     def __init__(
-        self, defects: _Defects, raw_bodies: dict[email.message.Message, bytes], hints: tuple[str, ...]
+        self,
+        defects: _Defects,
+        raw_bodies: dict[email.message.Message, bytes],
+        hints: tuple[str, ...],
+        charsets: dict[email.message.Message, str | None],
     ) -> None:
         self.defects = defects
         self.hints = hints
+        self.charsets = charsets  # each part's declared charset; a recovered part is not in it
         self.raw_bodies = raw_bodies
         self.text_parts: list[str] = []
         self.html_parts: list[str] = []
@@ -679,7 +705,7 @@ class _BodyWalker:
             return
         if content_type == "text/plain":
             data = self._extract_uuencoded(data, where)
-        charset = _content_charset(part)
+        charset = self.charsets[part] if part in self.charsets else _content_charset(part)
         if charset is None and content_type == "text/html":
             declared = _META_CHARSET.search(data[:4096])
             charset = declared.group(1).decode("ascii") if declared else None
@@ -756,7 +782,7 @@ def _related_root(part: email.message.Message, children: list[object]) -> int:
 
 def _content_type(part: email.message.Message) -> str:
     value = part.get_content_type().lower()
-    return value if re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", value) else "application/octet-stream"
+    return value if _CONTENT_TYPE.fullmatch(value) else "application/octet-stream"
 
 
 def _disposition(part: email.message.Message) -> str | None:
@@ -824,7 +850,9 @@ def _transfer_decoded(part: email.message.Message, raw: bytes | None, where: str
 def _base64_bytes(data: bytes) -> tuple[bytes, str | None]:
     """Lenient base64: padding ends the data, other bytes are skipped, and a dangling last character (an
     impossible length) is dropped, which is what mail clients do."""
-    data = data.split(b"=", 1)[0]
+    padding = data.find(b"=")
+    if padding >= 0:
+        data = data[:padding]
     # `bytes.translate` deletes in one C pass; a regex substitution was most of a 100 KB attachment's decoding.
     cleaned = data.translate(None, _NOT_BASE64)
     problem = None
@@ -936,18 +964,24 @@ def _split_at_boundary(body: bytes, boundary: str) -> list[bytes] | None:
     """The chunks between delimiter lines (RFC 2046 section 5.1.1), as the email package finds them: a delimiter
     line is `--boundary`, or `--boundary--` for the last, then optional blanks, at the start of a line. The
     preamble and epilogue are not chunks; without a closing delimiter the last chunk runs to the end."""
-    dashed = b"--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
-    # The literal comes first so that the regex engine scans for it; the look-behind then asks that it starts a
-    # line (it is preceded by nothing, or by a line break).
-    delimiter = re.compile(dashed + rb"(?<![^\r\n]" + dashed + rb")(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+    # Every message has a boundary of its own, so a pattern made from it would be compiled for each message (which
+    # cost more than the split): `bytes.find` looks for the boundary, then a fixed pattern reads the rest of its line.
+    dashed = b"--" + boundary.encode("utf-8", "surrogateescape")
     chunks: list[bytes] = []
     start: int | None = None
-    for line in delimiter.finditer(body):
+    position = body.find(dashed)
+    while position >= 0:
+        at_line_start = position == 0 or body[position - 1] in b"\r\n"
+        line_end = _DELIMITER_LINE_END.match(body, position + len(dashed)) if at_line_start else None
+        if line_end is None:
+            position = body.find(dashed, position + 1)
+            continue
         if start is not None:
-            chunks.append(_without_last_newline(body[start : line.start()]))
-        if line.group(1):
+            chunks.append(_without_last_newline(body[start:position]))
+        if line_end.group("closing"):
             return chunks
-        start = line.end()
+        start = line_end.end()
+        position = body.find(dashed, start)
     if start is not None:
         chunks.append(body[start:])
     return chunks or None
@@ -1134,7 +1168,7 @@ def _clean(value: str | None) -> str | None:
     if value is None:
         return None
     # Only ASCII whitespace is folding; an ideographic space is part of what the sender wrote.
-    value = re.sub(r"[ \t\r\n\f\v]+", " ", value).strip()
+    value = _ASCII_BLANKS.sub(" ", value).strip()
     return value or None
 
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from html.parser import HTMLParser
+from typing import NamedTuple
 
 __all__ = ["MAX_HTML_CHARS", "MAX_QUOTE_SCAN_CHARS", "extract_new_text", "html_to_text"]
 
@@ -366,7 +367,7 @@ _RE_HEADER_KEY = re.compile(
 _RE_KEY_VALUE = re.compile(r"^\s*[*_]*[^\W\d_][\w .'’-]{0,30}?[\s*_]*[:：]\s*\S", _FLAGS)
 
 _RE_HISTORY_SEPARATOR = re.compile(
-    r"^(?P<pre>[\s*_=~-]*)(?:" + _alternation(_HISTORY_PHRASES) + r")"
+    rf"^(?P<pre>[\s*_=~-]*)(?=[{_first_characters(_HISTORY_PHRASES)}])(?:" + _alternation(_HISTORY_PHRASES) + r")"
     r"(?P<post>[\s*_=~:：-]*)$",
     _FLAGS,
 )
@@ -411,8 +412,7 @@ class _Kind(Enum):
     TEXT = "t"
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):  # not a frozen dataclass: one is made per line, and its __init__ costs twice as much
     raw: str
     depth: int
     content: str
