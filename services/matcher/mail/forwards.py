@@ -450,7 +450,7 @@ def _find_candidates(lines: list[_Line], *, weak: bool) -> list[_Candidate]:
         banner = _banner(text)
         if banner is not None:
             candidates.append(_Candidate(line=index, marker=banner[0], inline=banner[1]))
-        elif _RULE_LINE.match(text):
+        elif text.startswith("__") and _RULE_LINE.match(text):
             candidates.append(_Candidate(line=index, marker=_Marker.RULE))
         elif is_header and not previous_is_header:
             candidates.append(_Candidate(line=index, marker=_Marker.HEADERS))
@@ -467,7 +467,7 @@ def _banner(text: str) -> tuple[_Marker, str] | None:
     """(marker, text after the banner on the same line) when `text` is a forward banner."""
     if text.endswith((":", "：")) and _fold(text[:-1]) in _FOLDED_INTRO_PHRASES:
         return _Marker.BANNER, ""
-    dashes = _DASH_RUN.match(text)
+    dashes = _DASH_RUN.match(text) if text.startswith("--") else None
     if dashes is None:
         return None
     after = text[dashes.end() :].lstrip()

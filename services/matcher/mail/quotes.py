@@ -812,6 +812,7 @@ _BLOCK_TAGS = frozenset(
 _SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "noscript", "template", "xml"})
 _VOID_TAGS = frozenset({"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base"})
 _HR_TEXT = "_" * 32
+_RE_WHITESPACE_RUN = re.compile(r"\s+")
 
 
 class _TextExtractor(HTMLParser):
@@ -893,7 +894,7 @@ class _TextExtractor(HTMLParser):
                 if part:
                     self._write(part)
             return
-        collapsed = re.sub(r"\s+", " ", data)
+        collapsed = _RE_WHITESPACE_RUN.sub(" ", data)
         if not self._current:
             collapsed = collapsed.lstrip()
         if collapsed:

@@ -265,6 +265,23 @@ def test_attachment_bytes_are_exact_and_filenames_decoded() -> None:
     ]
 
 
+def test_boundary_with_pattern_characters_splits_only_at_delimiter_lines() -> None:
+    # The boundary is looked for as plain bytes: its "(", "+", "?" and "." mean nothing, a boundary inside a line
+    # is text, and blanks may follow a delimiter.
+    boundary = "=_(a.b)+?[x]"
+    body = (
+        (
+            f"--{boundary}  \nContent-Type: text/plain\n\nsee x--{boundary} attached\n"
+            f"--{boundary}\t\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n"
+        ).encode()
+        + PNG
+        + f"\n--{boundary}-- \nepilogue\n".encode()
+    )
+    parsed = parse_mail(mail(f'Content-Type: multipart/mixed; boundary="{boundary}"', body))
+    assert parsed.text_body == f"see x--{boundary} attached"
+    assert [a.content for a in parsed.attachments] == [PNG]
+
+
 def test_inline_image_keeps_its_content_id() -> None:
     body = (
         '--r\nContent-Type: text/html\n\n<img src="cid:logo@x">\n'

@@ -257,3 +257,40 @@ def test_html_outlook_reply() -> None:
 def test_html_to_text_decodes_entities_and_keeps_pre() -> None:
     html = "<p>a &amp; b &lt;c&gt; &#8364;5</p><pre>x  = 1\n  y = 2</pre><ul><li>one</li><li>two</li></ul>"
     assert html_to_text(html) == "a & b <c> €5\nx  = 1\n  y = 2\n- one\n- two"
+
+
+# Each line below is recognised by its last characters, which the parser checks before its regexes.
+SIGNATURES_AND_ATTRIBUTIONS_BY_THEIR_END = [
+    ("device-signature-tr", f"{REPLY}\n\niPhone'umdan gönderildi\n"),
+    ("device-signature-tr-upper-dotted-i", f"{REPLY}\n\nİPHONE'UMDAN GÖNDERİLDİ\n"),
+    ("device-signature-ja", f"{REPLY}\n\niPhoneから送信\n"),
+    ("device-signature-ko", f"{REPLY}\n\nGalaxy에서 보냄\n"),
+    ("device-signature-zh", f"{REPLY}\n\n从我的iPhone发送\n"),
+    (
+        "attribution-ending-in-a-parenthesis",
+        f"{REPLY}\n\nW dniu 8.01.2024 o 10:02, Ana Silva <ana@acme.test> napisał(a):\n> Sprawdzisz fakturę?\n",
+    ),
+    (
+        "attribution-verb-without-colon",
+        f"{REPLY}\n\nOn Mon, Jan 8, 2024 at 10:02 AM Ana Silva <ana@acme.test> wrote\n> Could you check it?\n",
+    ),
+    (
+        "header-block-with-full-width-colons",
+        f"{REPLY}\n\n差出人：Ana Silva <ana@acme.test>\n送信日時：2024年1月8日 10:02\n宛先：Bo Berg\n"
+        "件名：請求書\n\nこんにちは\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [body for _, body in SIGNATURES_AND_ATTRIBUTIONS_BY_THEIR_END],
+    ids=[name for name, _ in SIGNATURES_AND_ATTRIBUTIONS_BY_THEIR_END],
+)
+def test_lines_recognised_by_how_they_end_are_removed(body: str) -> None:
+    assert extract_new_text(body) == REPLY
+
+
+def test_text_lines_ending_like_a_verb_or_holding_a_colon_are_kept() -> None:
+    body = "We wrote\nthe plan: ship on Friday.\nSent the draft to Ana, she wrote back."
+    assert extract_new_text(body) == body
