@@ -503,6 +503,8 @@ def _top_level_index(text: str, wanted: str) -> int:
 
 
 def _comments(text: str) -> list[str]:
+    if "(" not in text:
+        return []
     found: list[str] = []
     depth = 0
     current: list[str] = []
@@ -528,6 +530,8 @@ def _comments(text: str) -> list[str]:
 
 
 def _without_comments(text: str) -> str:
+    if "(" not in text:
+        return text
     kept: list[str] = []
     depth = 0
     quoted = False
@@ -795,6 +799,8 @@ def _disposition(part: email.message.Message) -> str | None:
 
 
 def _content_charset(part: email.message.Message) -> str | None:
+    if not _mentions(part, "content-type", "charset"):
+        return None
     value = part.get_param("charset")
     if isinstance(value, tuple):  # RFC 2231 form: (charset, language, value)
         value = value[2]
@@ -804,11 +810,20 @@ def _content_charset(part: email.message.Message) -> str | None:
 
 
 def _filename(part: email.message.Message, hints: tuple[str, ...], defects: _Defects) -> str | None:
+    if not (_mentions(part, "content-disposition", "name") or _mentions(part, "content-type", "name")):
+        return None  # neither "filename=" nor "name=": most parts
     value = part.get_filename()
     if value is None:
         return None
     # get_filename() already joins RFC 2231 continuations; RFC 2047 inside quotes is what Outlook sends.
     return _clean(_decode_header(str(value), hints, defects, "attachment filename"))
+
+
+def _mentions(part: email.message.Message, header: str, word: str) -> bool:
+    """Whether the header holds `word` in any case. A parameter of that name cannot exist otherwise, and this is far
+    cheaper than the email package parsing all of the header's parameters to find that out."""
+    value = part.get(header)
+    return value is not None and word in str(value).lower()
 
 
 def _content_id(part: email.message.Message) -> str | None:
