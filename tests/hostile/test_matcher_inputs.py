@@ -105,6 +105,29 @@ def test_attack_is_kept_and_ordinary_mail_still_flows(
     assert_kept_and_matcher_responsive(attacked_stack, tenant, api, addressed(SLOW_INPUTS[attack], tenant))
 
 
+def test_charset_names_of_raw_8bit_bytes_leave_the_message_stored_with_its_headers(
+    attacked_stack: Stack, attacked: tuple[Tenant, httpx.Client]
+) -> None:
+    """An encoded word and a part whose charset names are raw 8-bit bytes once made the whole message unparsable:
+    no sender, so held as written by an unknown sender, and no Message-ID to thread it by."""
+    tenant, api = attacked
+    message_id = f"charset-8bit-{uuid.uuid4().hex}@acme.example"
+    raw = (
+        f"From: Sam Seller <{tenant.user_email}>\r\nTo: Lee <lee@client.example>\r\nMessage-ID: <{message_id}>\r\n"
+        "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nSubject: Offer =?\xe9?Q?Gr=FC=DFe?= attached\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\xe9\r\n\r\n"
+    ).encode("latin-1") + "Grüße, Sam\r\n".encode()
+
+    inbound = settled(api, deliver(attacked_stack, tenant, raw))
+    assert inbound["status"] == "processed", inbound
+
+    stored = stored_message(api, message_id)
+    assert stored["from"] == {"name": "Sam Seller", "address": tenant.user_email}
+    assert stored["subject"] == "Offer Grüße attached"
+    assert stored["direction"] == "outbound"
+    assert str(stored["text_body"]).strip() == "Grüße, Sam"
+
+
 # --- the budget, end to end -------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from email.utils import parsedate_to_datetime, unquote
 
 from mailparser.dates import parse_mail_date
 
@@ -254,7 +254,11 @@ def _message_tree(data: bytes, defects: _Defects) -> email.message.Message:
         return email.message_from_bytes(data, policy=email.policy.compat32)
     except RecursionError:
         defects.add("MIME parts nested too deeply; only the top-level headers were read")
-        return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
+    except ValueError:
+        # The parser reads an RFC 2231 `boundary*=` with the charset named there and catches only LookupError; one
+        # with a NUL raises ValueError. Without the tree, the walker finds the parts by their delimiter lines.
+        defects.add("a MIME parameter names an impossible charset; parts were found by their delimiter lines")
+    return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
 
 
 def _has_defect(part: email.message.Message, name: str) -> bool:
@@ -642,9 +646,9 @@ class _BodyWalker:
         if content_type.startswith("message/"):
             self._attach_message(part, content_type, where)
             return
-        children = part.get_payload()
-        if part.is_multipart() and isinstance(children, list):
-            self._walk_multipart(part, content_type, children, where, inside_attachment=inside_attachment)
+        # Only a multipart's payload is asked for: a leaf's would be decoded with its charset (see `_locate`).
+        if part.is_multipart():
+            self._walk_multipart(part, content_type, part.get_payload(), where, inside_attachment=inside_attachment)
             return
         if content_type.startswith("multipart/"):
             recovered = _recover_multipart(part, self.raw_bodies.get(part))
@@ -812,11 +816,26 @@ def _content_charset(part: email.message.Message) -> str | None:
 def _filename(part: email.message.Message, hints: tuple[str, ...], defects: _Defects) -> str | None:
     if not (_mentions(part, "content-disposition", "name") or _mentions(part, "content-type", "name")):
         return None  # neither "filename=" nor "name=": most parts
-    value = part.get_filename()
+    try:
+        value = part.get_filename()
+    except ValueError:
+        value = _rfc2231_filename(part, defects)
     if value is None:
         return None
     # get_filename() already joins RFC 2231 continuations; RFC 2047 inside quotes is what Outlook sends.
     return _clean(_decode_header(str(value), hints, defects, "attachment filename"))
+
+
+def _rfc2231_filename(part: email.message.Message, defects: _Defects) -> str | None:
+    """The file name when `get_filename()` raised: it decodes an RFC 2231 `filename*=` with the charset named there
+    and catches only LookupError, so a charset with a NUL in it raises ValueError. We decode with our own lookup."""
+    value = part.get_param("filename", None, "content-disposition")
+    if value is None:
+        value = part.get_param("name", None, "content-type")
+    if isinstance(value, tuple):  # (charset, language, text), the text's bytes held as code points below 256
+        charset, _, text = value
+        return _decode_bytes(str(text).encode("latin-1", "replace"), charset, defects, "attachment filename")
+    return unquote(value) if isinstance(value, str) else None
 
 
 def _mentions(part: email.message.Message, header: str, word: str) -> bool:
@@ -958,8 +977,12 @@ def _locate(
         return  # the parser found the body somewhere a blank-line search would not
     body = _body_of(entity)
     found[part] = body
+    # Asked first, because `get_payload()` of a leaf with 8-bit bytes decodes it with the charset parameter and
+    # catches only LookupError: an RFC 2231 `charset*=` (a tuple there) or one with a NUL raises instead.
+    if not part.is_multipart() or _content_type(part).startswith("message/"):
+        return
     children = part.get_payload()
-    if not part.is_multipart() or not isinstance(children, list) or _content_type(part).startswith("message/"):
+    if not isinstance(children, list):
         return
     boundary = part.get_boundary()
     chunks = _split_at_boundary(body, boundary) if boundary else None
@@ -1024,7 +1047,9 @@ def _charset_codec(charset: str | None) -> str | None:
         return None
     try:
         info = codecs.lookup(label)
-    except LookupError:
+    except (LookupError, ValueError):
+        # A label from the mail can hold what no codec name can: raw 8-bit bytes (surrogates here, which the lookup
+        # cannot encode: UnicodeEncodeError) or a NUL (ValueError). Such a label names nothing, like any unknown one.
         return None
     if info.name in _NOT_TEXT_CODECS or not getattr(info, "_is_text_encoding", True):
         return None
@@ -1055,7 +1080,7 @@ def _decode_bytes(data: bytes, charset: str | None, defects: _Defects | None, wh
         return text
     text, guessed = _guess_text(data)
     if charset and defects is not None:
-        defects.add(f"{where}: unknown charset {charset[:40]!r}; read as {guessed}")
+        defects.add(f"{where}: unknown charset {_best_effort_str(charset[:40])!r}; read as {guessed}")
     return text
 
 

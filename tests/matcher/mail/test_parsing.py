@@ -70,6 +70,54 @@ def test_unknown_charset_falls_back_and_says_so() -> None:
     assert any("unknown charset 'x-made-up'" in defect for defect in parsed.defects)
 
 
+def test_charset_names_of_raw_8bit_bytes_are_unknown_charsets_not_an_unparsable_message() -> None:
+    # "\xe9" is one raw byte in the header ("mail" encodes it as Latin-1): the charset lookup cannot even take it.
+    parsed = parse_mail(
+        mail(
+            "From: Ann <ann@example.com>\nMessage-ID: <charset-8bit@example.com>\n"
+            "Subject: Hello =?\xe9?Q?Gr=FC=DFe?= world\nContent-Type: text/plain; charset=\xe9\xe9",
+            "Grüße".encode(),
+        )
+    )
+    assert parsed.sender == Address("Ann", "ann@example.com")
+    assert parsed.message_id == "charset-8bit@example.com"
+    assert parsed.subject == "Hello Grüße world"  # the word's bytes guessed, as for any unknown charset
+    assert parsed.text_body == "Grüße"
+    assert "Subject: unknown charset 'é'; read as windows-1252" in parsed.defects
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "text", "files"),
+    [
+        ("Subject: Hello =?a\x00b?Q?x?= world", "body", "body", []),
+        ("Content-Type: text/plain; charset=a\x00b", "body", "body", []),
+        # RFC 2231 parameters name a charset of their own, which the email package looks up (catching LookupError).
+        ("Content-Type: text/plain; charset*=\xe9''utf-8", "caf\xe9", "café", []),
+        (
+            "Content-Type: multipart/mixed; boundary*=a\x00b''b",
+            "--b\nContent-Type: text/plain\n\nbody\n--b--\n",
+            "body",
+            [],
+        ),
+        (
+            "Content-Type: multipart/mixed; boundary=b",
+            "--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename*=a\x00b''x.pdf\n\n%PDF\n"
+            "--b--\n",
+            None,
+            ["x.pdf"],
+        ),
+    ],
+)
+def test_impossible_charset_names_cost_no_headers(header: str, body: str, text: str | None, files: list[str]) -> None:
+    parsed = parse_mail(
+        mail(f"From: ann@example.com\nMessage-ID: <impossible@example.com>\n{header}", body.encode("latin-1"))
+    )
+    assert parsed.sender == Address(None, "ann@example.com")
+    assert parsed.message_id == "impossible@example.com"
+    assert parsed.text_body == text
+    assert [attachment.filename for attachment in parsed.attachments] == files
+
+
 def test_raw_8bit_header_bytes_use_the_charset_the_message_declares() -> None:
     subject = "转发：整体提升".encode("gb2312")
     raw = b"Subject: " + subject + b"\nContent-Type: text/plain; charset=gb2312\n\n" + "你好".encode("gb2312")
