@@ -42,10 +42,11 @@ from services.matcher.mail.decision import Decision, DecisionKind, decide
 from services.matcher.mail.parsing import Address, ParsedMail
 from services.matcher.placement.account import AccountContext, AccountUser, domain_of, load_account
 from services.matcher.placement.deals import (
-    DealDecision,
+    DealDecided,
     DealOutcome,
+    DealToDecide,
     deal_from_subaddress,
-    decide_deal,
+    decide_deals,
     lead_from_subaddress,
     link_lead,
 )
@@ -422,7 +423,7 @@ class Matcher:
                 account_id: load_account(session, account_id) for account_id in {i.account_id for i in inbounds}
             }
             _lock_batch(session, [(contexts[inbound.account_id], analyses[inbound.id]) for inbound in inbounds])
-            releases: list[_Release] = []
+            work = _BatchWork()
             for inbound in inbounds:
                 with structlog.contextvars.bound_contextvars(inbound_id=str(inbound.id)):
                     try:
@@ -433,14 +434,16 @@ class Matcher:
                             inbound,
                             analyses[inbound.id],
                             checks.get(inbound.id),
-                            releases,
+                            work,
                         )
                     except Exception as exc:
                         raise _MessageFailedError(inbound.id, exc) from exc
                 placed.finished.append(finished)
+            for account_id, stored in work.deals.items():
+                _announce_deals(session, account_id, decide_deals(session, account_id, stored), work.stored)
             if placed.finished:
                 session.execute(_FINISH, [finished.row for finished in placed.finished])
-            placed.released = _release_waiting(session, releases)
+            placed.released = _release_waiting(session, work.releases)
             placed.already_done = list(raws.keys() - {inbound.id for inbound in inbounds})
         return placed
 
@@ -465,12 +468,12 @@ class Matcher:
         inbound: InboundMessage,
         analysis: Analysis,
         checked: SenderAuthentication | None,
-        releases: list[_Release],
+        work: _BatchWork,
     ) -> _Finished:
         """Place one message of the batch, or hold it (a hold is decided before anything is written)."""
         authentication = self._authentication(inbound, checked)
         try:
-            message, outcome = self._place(session, context, user, inbound, analysis, releases, authentication)
+            message, outcome = self._place(session, context, user, inbound, analysis, work, authentication)
         except Hold as hold:
             emit(
                 session,
@@ -542,7 +545,7 @@ class Matcher:
         user: AccountUser,
         inbound: InboundMessage,
         analysis: Analysis,
-        releases: list[_Release],
+        work: _BatchWork,
         authentication: SenderAuthentication | None = None,
     ) -> tuple[StoredMessage, Outcome]:
         parsed = analysis.message.mail
@@ -566,7 +569,7 @@ class Matcher:
                 assert decision.machine is not None
                 machine = decision.machine
                 stored = self._store(
-                    session, context, inbound, analysis.message, Classified(machine.kind, machine.reason)
+                    session, context, inbound, analysis.message, Classified(machine.kind, machine.reason), work
                 )
                 if machine.kind is MessageKind.bounce:
                     _mark_bounces(session, context, inbound, analysis, stored[0].id, authentication)
@@ -579,11 +582,12 @@ class Matcher:
                     inbound,
                     analysis.message,
                     Classified(MessageKind.sent, "From is a verified address of the user"),
+                    work,
                 )
-                releases.append(_Release.of(context, user.id, stored[0], analysis.message))
+                work.releases.append(_Release.of(context, user.id, stored[0], analysis.message))
                 return stored
             case DecisionKind.forwarded:
-                return self._store_originals(session, context, user, inbound, analysis, decision, releases)
+                return self._store_originals(session, context, user, inbound, analysis, decision, work)
             case DecisionKind.contact:
                 if not _on_a_thread_of(session, context, user.id, analysis.message):
                     raise Hold(
@@ -600,6 +604,7 @@ class Matcher:
                     inbound,
                     analysis.message,
                     Classified(MessageKind.contact, "a contact wrote on a thread of the user"),
+                    work,
                 )
             case DecisionKind.hold:
                 raise Hold(decision.hold_reason or "held")
@@ -612,7 +617,7 @@ class Matcher:
         inbound: InboundMessage,
         analysis: Analysis,
         decision: Decision,
-        releases: list[_Release],
+        work: _BatchWork,
     ) -> tuple[StoredMessage, Outcome]:
         originals = decision.originals
         # One inbound message, one cap: a forward of five originals may not create five times the allowance.
@@ -627,12 +632,13 @@ class Matcher:
                     MessageKind.forwarded,
                     f"forwarded by the user ({original.how}); stored is the original message",
                 ),
+                work,
                 Provenance(user.id, analysis.message.mail.sent_at, original.confidence),
             )
             for original in originals
         ]
         for (message, _), original in zip(results, originals, strict=True):
-            releases.append(_Release.of(context, user.id, message, original.analysed))
+            work.releases.append(_Release.of(context, user.id, message, original.analysed))
         return results[0]
 
     def _store(
@@ -642,6 +648,7 @@ class Matcher:
         inbound: InboundMessage,
         analysed: AnalysedMail,
         classified: Classified,
+        work: _BatchWork,
         provenance: Provenance | None = None,
     ) -> tuple[StoredMessage, Outcome]:
         account_id = context.account_id
@@ -743,14 +750,11 @@ class Matcher:
             link_organizations(session, context, dict(people.found), message_id=message.id)
         routed_lead_id = lead_from_subaddress(inbound.envelope_to)
         lead_deal_id = None if routed_lead_id is None else link_lead(session, account_id, thread_id, routed_lead_id)
-        decision = decide_deal(
-            session,
-            thread,
-            message_id=message.id,
-            user_id=inbound.user_id,
-            routed_deal_id=deal_from_subaddress(inbound.envelope_to) or lead_deal_id,
+        _announce_persons(session, account_id, message, created, _CREATING_RULES.get(classified.kind))
+        work.stored[message.id] = message
+        work.deals.setdefault(account_id, []).append(
+            DealToDecide(message.id, thread, inbound.user_id, deal_from_subaddress(inbound.envelope_to) or lead_deal_id)
         )
-        _announce(session, account_id, message, created, _CREATING_RULES.get(classified.kind), decision)
         return message, Outcome.stored
 
 
@@ -889,15 +893,15 @@ def _mails_of(analysis: Analysis) -> list[AnalysedMail]:
     return [analysis.message, *(original.analysed for original in analysis.originals)]
 
 
-def _announce(
+def _announce_persons(
     session: Session,
     account_id: uuid.UUID,
     message: StoredMessage,
     created: dict[str, uuid.UUID],
     rule: PersonRule | None,
-    decision: DealDecision,
 ) -> None:
-    """Webhook events for what this message changed, in its own transaction (they leave only if it commits)."""
+    """Webhook events for the persons this message created, in its own transaction (they leave only if it
+    commits)."""
     for address, person_id in sorted(created.items()):
         emit(
             session,
@@ -910,29 +914,40 @@ def _announce(
                 created_by_message_id=message.id,
             ),
         )
-    emit(
-        session,
-        account_id,
-        MessageStored(message_id=message.id, thread_id=message.thread_id, kind=message.kind, deal_id=decision.deal_id),
-    )
-    if decision.outcome is DealOutcome.linked:
+
+
+def _announce_deals(
+    session: Session, account_id: uuid.UUID, decided: list[DealDecided], stored: Mapping[uuid.UUID, StoredMessage]
+) -> None:
+    """Each stored message with the deal of its thread, and what the decision for its thread changed."""
+    for item in decided:
+        decision = item.decision
+        message = stored[item.message_id]
         emit(
             session,
             account_id,
-            ThreadLinked(
-                thread_id=message.thread_id,
-                deal_id=decision.deal_id,
-                previous_deal_id=decision.previous_deal_id,
-                deal_rule=decision.rule,
-                linked_by_message_id=message.id,
-            ),
+            MessageStored(message_id=message.id, thread_id=item.thread_id, kind=message.kind, deal_id=decision.deal_id),
         )
-    if decision.outcome is DealOutcome.ask_user and decision.asked_anew and decision.disambiguation_id is not None:
-        emit(
-            session,
-            account_id,
-            DisambiguationCreated(disambiguation_id=decision.disambiguation_id, thread_id=message.thread_id),
-        )
+        if not item.deciding:
+            continue
+        if decision.outcome is DealOutcome.linked:
+            emit(
+                session,
+                account_id,
+                ThreadLinked(
+                    thread_id=item.thread_id,
+                    deal_id=decision.deal_id,
+                    previous_deal_id=decision.previous_deal_id,
+                    deal_rule=decision.rule,
+                    linked_by_message_id=message.id,
+                ),
+            )
+        if decision.outcome is DealOutcome.ask_user and decision.asked_anew and decision.disambiguation_id is not None:
+            emit(
+                session,
+                account_id,
+                DisambiguationCreated(disambiguation_id=decision.disambiguation_id, thread_id=item.thread_id),
+            )
 
 
 def _external_roles(parsed: ParsedMail, context: AccountContext) -> list[tuple[MessagePersonRole, Address]]:
@@ -1091,6 +1106,15 @@ class _Finished:
     row: dict[str, object]  # parameters of `_FINISH`
     event: str
     log_fields: dict[str, str]
+
+
+@dataclass
+class _BatchWork:
+    """What the batch's messages leave for the end of the batch, before it commits."""
+
+    releases: list[_Release] = field(default_factory=list)
+    stored: dict[uuid.UUID, StoredMessage] = field(default_factory=dict)
+    deals: dict[uuid.UUID, list[DealToDecide]] = field(default_factory=dict)  # by account, in batch order
 
 
 @dataclass

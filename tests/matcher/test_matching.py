@@ -8,12 +8,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.matcher.pipeline import Matcher, Outcome
+from shared.blobstore import LocalBlobStore
 from shared.db import transaction
 from shared.models import (
     Account,
@@ -28,6 +30,9 @@ from shared.models import (
     PersonEmail,
     Thread,
     UserAlias,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
 from tests.conftest import Tenant
 from tests.matcher.conftest import receive
@@ -634,3 +639,64 @@ def test_the_deal_outcome_does_not_depend_on_arrival_order(
         question = session.scalars(select(Disambiguation).where(Disambiguation.thread_id == thread.id)).one()
     assert question.status == "pending"
     assert len(question.candidates) == 2
+
+
+def test_a_batch_decides_each_threads_deal_once_with_all_its_people(
+    quiet_sessions: Sessions, quiet_tenant: Tenant, tmp_path: Path
+) -> None:
+    """Jane's mail alone would link the thread to her deal; Bob's reply in the same batch brings his deal too. The
+    batch asks the user once, as one-at-a-time processing ends up doing, without first announcing a link that the
+    next message of the batch overturns."""
+    jane = new_person(quiet_sessions, quiet_tenant, "Jane", "jane@client.example")
+    bob = new_person(quiet_sessions, quiet_tenant, "Bob", "bob@client.example")
+    janes_deal = new_deal(quiet_sessions, quiet_tenant, jane, "Jane's deal")
+    bobs_deal = new_deal(quiet_sessions, quiet_tenant, bob, "Bob's deal")
+    with transaction(quiet_sessions) as session:
+        session.add(
+            WebhookSubscription(
+                account_id=quiet_tenant.account_id,
+                url="https://hooks.example/mailroom",
+                events=list(WebhookEvent),
+                secret="s3cret",
+            )
+        )
+    plan = make_mail(sender=quiet_tenant.user_email, to=["jane@client.example"], subject="Plan", message_id="<b1@a>")
+    reply = make_mail(
+        sender=quiet_tenant.user_email,
+        to=["jane@client.example", "bob@client.example"],
+        subject="Re: Plan",
+        message_id="<b2@a>",
+        references=["<b1@a>"],
+    )
+    other = make_mail(sender=quiet_tenant.user_email, to=["jane@client.example"], subject="Lunch", message_id="<b3@a>")
+    inbound_ids = [receive(quiet_sessions, quiet_tenant, mail) for mail in (plan, reply, other)]
+    in_one_batch = Matcher(sessions=quiet_sessions, blobs=LocalBlobStore(tmp_path / "blobs"), batch_size=16)
+    assert set(in_one_batch.process_due(inbound_ids).values()) == {Outcome.stored}
+
+    planned = thread_of(quiet_sessions, quiet_tenant, "b1@a")
+    lunch = thread_of(quiet_sessions, quiet_tenant, "b3@a")
+    assert planned.deal_id is None
+    assert (lunch.deal_id, lunch.deal_rule) == (janes_deal, "single-open-deal")
+    with quiet_sessions() as session:
+        question = session.scalars(select(Disambiguation).where(Disambiguation.thread_id == planned.id)).one()
+        events = session.execute(
+            select(WebhookDelivery.event, WebhookDelivery.payload)
+            .where(WebhookDelivery.account_id == quiet_tenant.account_id)
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        ).all()
+    assert {uuid.UUID(c["deal_id"]) for c in question.candidates} == {janes_deal, bobs_deal}
+    linked = [payload["data"]["thread_id"] for event, payload in events if event == WebhookEvent.thread_linked]
+    assert linked == [str(lunch.id)]
+    asked = [payload["data"]["thread_id"] for event, payload in events if event == WebhookEvent.disambiguation_created]
+    assert asked == [str(planned.id)]
+    stored_deals = {
+        payload["data"]["message_id"]: payload["data"]["deal_id"]
+        for event, payload in events
+        if event == WebhookEvent.message_stored
+    }
+    assert len(stored_deals) == 3
+    assert stored_deals == {
+        str(stored(quiet_sessions, quiet_tenant, "b1@a").id): None,
+        str(stored(quiet_sessions, quiet_tenant, "b2@a").id): None,
+        str(stored(quiet_sessions, quiet_tenant, "b3@a").id): str(janes_deal),
+    }

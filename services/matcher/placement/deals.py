@@ -15,6 +15,7 @@ import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -95,6 +96,76 @@ def link_lead(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, lea
     return converted_deal_id
 
 
+@dataclass(frozen=True)
+class DealToDecide:
+    """A message of the batch that was stored on a thread: its thread's deal is decided once the batch's messages
+    are all stored (see `decide_deals`)."""
+
+    message_id: uuid.UUID
+    # The thread it joined, held so that the session keeps it (its identity map holds objects weakly).
+    thread: Thread
+    user_id: uuid.UUID
+    routed_deal_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class DealDecided:
+    message_id: uuid.UUID
+    thread_id: uuid.UUID  # the message's thread now: a later message of the batch may have merged the one it joined
+    decision: DealDecision
+    deciding: bool  # this message's arrival made the decision (the others of its thread share its outcome)
+
+
+def decide_deals(session: Session, account_id: uuid.UUID, stored: list[DealToDecide]) -> list[DealDecided]:
+    """The deal of every thread the batch stored messages on, decided once per thread, with every person the
+    batch put on it, after its last message (in batch order); one statement for all of them.
+
+    Deciding after each message, with the persons the thread had so far, would only add decisions that the next
+    message of the batch overturns: the outcome depends on which messages a thread has (see the module), and the
+    batch's last message on a thread is where that set is complete. A thread with mail routed to a deal by
+    sub-address is decided message by message, as the routing is explicit and final.
+    """
+    if not stored:
+        return []
+    rows = execute_direct(
+        session,
+        _BATCH_PERSONS_AND_OPEN_DEALS,
+        {"account_id": account_id, "message_ids": [item.message_id for item in stored]},
+    ).fetchall()
+    thread_of = {row.message_id: row.thread_id for row in rows if row.message_id is not None}
+    by_thread: dict[uuid.UUID, list[DealToDecide]] = defaultdict(list)
+    for item in stored:
+        by_thread[thread_of[item.message_id]].append(item)
+    candidates = _reasons_by_thread([row for row in rows if row.person_id is not None])
+    decided: dict[uuid.UUID, DealDecided] = {}
+    for thread_id, items in by_thread.items():
+        held = [item.thread for item in items if item.thread.id == thread_id]
+        thread = held[0] if held else session.get_one(Thread, thread_id)  # merged into one the batch did not load
+        if any(item.routed_deal_id is not None for item in items):
+            for item in items:
+                decision = decide_deal(
+                    session,
+                    thread,
+                    message_id=item.message_id,
+                    user_id=item.user_id,
+                    routed_deal_id=item.routed_deal_id,
+                )
+                decided[item.message_id] = DealDecided(item.message_id, thread_id, decision, deciding=True)
+            continue
+        last = items[-1]
+        decision = decide_deal(
+            session,
+            thread,
+            message_id=last.message_id,
+            user_id=last.user_id,
+            routed_deal_id=None,
+            candidates=candidates.get(thread_id, {}),
+        )
+        for item in items:
+            decided[item.message_id] = DealDecided(item.message_id, thread_id, decision, deciding=item is last)
+    return [decided[item.message_id] for item in stored]
+
+
 def decide_deal(
     session: Session,
     thread: Thread,
@@ -102,8 +173,10 @@ def decide_deal(
     message_id: uuid.UUID,
     user_id: uuid.UUID,
     routed_deal_id: uuid.UUID | None,
+    candidates: dict[uuid.UUID, set[str]] | None = None,
 ) -> DealDecision:
-    """`thread` is locked by the caller's transaction (threading locked it, or created it)."""
+    """`thread` is locked by the caller's transaction (threading locked it, or created it). `candidates`: the
+    thread's open deals with their reasons, when the caller read them already."""
     account_id, thread_id = thread.account_id, thread.id
     if routed_deal_id is not None:
         deal = session.scalars(
@@ -117,7 +190,8 @@ def decide_deal(
     if thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED, RULE_SUB_ADDRESS):
         return DealDecision(DealOutcome.kept, thread.deal_id)
 
-    candidates = _candidates(session, account_id, thread_id)
+    if candidates is None:
+        candidates = _candidates(session, account_id, thread_id)
     if len(candidates) == 1:
         [deal_id] = candidates
         if thread.deal_id == deal_id:
@@ -177,11 +251,46 @@ _PERSONS_AND_OPEN_DEALS = DirectSql(
 )
 
 
+# The threads of these messages, and for each thread its external persons with the open deals that are theirs or
+# their organization's: `_PERSONS_AND_OPEN_DEALS` for all the batch's threads at once.
+_BATCH_PERSONS_AND_OPEN_DEALS = DirectSql(
+    "WITH stored AS (SELECT id, thread_id FROM messages"
+    " WHERE account_id = :account_id AND id = ANY(CAST(:message_ids AS uuid[]))),"
+    " persons_on_thread AS ("
+    " SELECT DISTINCT messages.thread_id, persons.id, persons.name, persons.organization_id FROM persons"
+    " JOIN message_persons ON message_persons.person_id = persons.id"
+    " JOIN messages ON messages.id = message_persons.message_id"
+    " WHERE messages.account_id = :account_id AND messages.thread_id IN (SELECT thread_id FROM stored)"
+    " AND persons.deleted_at IS NULL)"
+    " SELECT thread_id, id AS message_id, CAST(NULL AS uuid) AS person_id, CAST(NULL AS text) AS name,"
+    " CAST(NULL AS uuid) AS organization_id, CAST(NULL AS uuid) AS deal_id, CAST(NULL AS uuid) AS deal_person_id,"
+    " CAST(NULL AS uuid) AS deal_organization_id FROM stored"
+    " UNION ALL"
+    " SELECT p.thread_id, NULL, p.id, CAST(p.name AS text), p.organization_id,"
+    " deals.id, deals.person_id, deals.organization_id"
+    " FROM persons_on_thread AS p LEFT JOIN deals ON deals.account_id = :account_id AND deals.status = 'open'"
+    " AND deals.deleted_at IS NULL AND (deals.person_id = p.id OR deals.organization_id = p.organization_id)"
+)
+
+
 def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:
     """Open deals of the thread's external persons (and of their organizations), with why each is one."""
     rows = execute_direct(
         session, _PERSONS_AND_OPEN_DEALS, {"account_id": account_id, "thread_id": thread_id}
     ).fetchall()
+    return _reasons(rows)
+
+
+def _reasons_by_thread(rows: list[Any]) -> dict[uuid.UUID, dict[uuid.UUID, set[str]]]:
+    by_thread: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_thread[row.thread_id].append(row)
+    return {thread_id: _reasons(thread_rows) for thread_id, thread_rows in by_thread.items()}
+
+
+def _reasons(rows: list[Any]) -> dict[uuid.UUID, set[str]]:
+    """Rows of a thread's persons, each with one of the open deals of it or its organization (or none), to the
+    deals and why each is a candidate."""
     by_person = {row.person_id: row.name for row in rows}
     by_organization = {row.organization_id: row.name for row in rows if row.organization_id is not None}
     deals = {(row.deal_id, row.deal_person_id, row.deal_organization_id) for row in rows if row.deal_id is not None}
