@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import enum
+import json
 import re
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Engine, create_engine
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -61,5 +67,106 @@ def execute_direct(
     psycopg as they are: enums as their values, JSON wrapped in `psycopg.types.json.Jsonb`. `binary` asks for the
     results in binary, which spares both ends the hex text of a `bytea` twice its size."""
     session.flush()
-    connection = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
-    return connection.cursor(row_factory=namedtuple_row).execute(statement.sql, params, binary=binary)
+    _send_deferred(session)
+    return _psycopg(session).cursor(row_factory=namedtuple_row).execute(statement.sql, params, binary=binary)
+
+
+def _psycopg(session: Session) -> psycopg.Connection[Any]:
+    return cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+
+
+# --- inserts sent together ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InsertInto:
+    """A table a transaction inserts rows into with `defer_insert`, and the columns it gives (the others take
+    their defaults). `skip_conflicts`: a row that meets an existing one is left out (ON CONFLICT DO NOTHING)."""
+
+    table: str
+    columns: tuple[str, ...]
+    skip_conflicts: bool = False
+
+
+_DEFERRED = "mailroom.deferred_inserts"
+
+
+def defer_insert(session: Session, into: InsertInto, rows: Sequence[Mapping[str, Any]], *, order: int) -> None:
+    """Insert `rows` into `into.table` with the transaction's next statement, whatever it is (it might read
+    them), or at its commit: the rows of every deferred insert go in one statement, a table after another in
+    `order` (parents first). Each statement costs a round trip and a parse and dump of its parameters on both
+    ends; a batch of messages inserting its rows per message spent most of its CPU on that.
+
+    Values are sent as JSON: what `json` cannot write itself (UUIDs, datetimes, enums, `Jsonb`) is converted. A
+    failure shows up at the statement that sends them."""
+    pending: dict[tuple[int, InsertInto], list[Mapping[str, Any]]] = session.info.setdefault(_DEFERRED, {})
+    pending.setdefault((order, into), []).extend(rows)
+
+
+def _send_deferred(session: Session) -> None:
+    pending: dict[tuple[int, InsertInto], list[Mapping[str, Any]]] | None = session.info.pop(_DEFERRED, None)
+    if not pending:
+        return
+    targets = sorted(pending, key=lambda key: key[0])
+    sql = _deferred_sql(tuple(into for _, into in targets))
+    params = {f"rows{n}": Jsonb(pending[key], dumps=_dumps) for n, key in enumerate(targets)}
+    _psycopg(session).execute(sql, params)
+
+
+_DEFERRED_SQL: dict[tuple[InsertInto, ...], str] = {}
+
+
+def _deferred_sql(targets: tuple[InsertInto, ...]) -> str:
+    """One statement: an INSERT per table, as data-modifying CTEs (the foreign keys are checked at its end)."""
+    sql = _DEFERRED_SQL.get(targets)
+    if sql is None:
+        inserts = []
+        for n, into in enumerate(targets):
+            columns = ", ".join(f'"{column}"' for column in into.columns)
+            insert = (
+                f"INSERT INTO {into.table} ({columns}) SELECT {columns}"
+                f" FROM jsonb_populate_recordset(NULL::{into.table}, %(rows{n})s)"
+            )
+            inserts.append(insert + (" ON CONFLICT DO NOTHING" if into.skip_conflicts else ""))
+        *first, last = inserts
+        sql = "".join(f"{'WITH' if n == 0 else ','} i{n} AS ({insert})" for n, insert in enumerate(first))
+        sql = f"{sql} {last}".strip()
+        _DEFERRED_SQL[targets] = sql
+    return sql
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Jsonb):
+        return value.obj
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# Any statement the session runs, and its commit, first sends what was deferred.
+@event.listens_for(Session, "do_orm_execute")
+def _before_orm_statement(state: ORMExecuteState) -> None:
+    _send_deferred(state.session)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_unit_of_work(session: Session, _context: object, _instances: object) -> None:
+    _send_deferred(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    _send_deferred(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_DEFERRED, None)

@@ -3,15 +3,21 @@
     claim (count the attempt, one statement) → one transaction: lock the rows, analyse the batch (pure) while
     its sender checks wait on DNS side by side → lock every name the batch needs, then look up what its messages
     connect to → for each message: decide (sent / forwarded / contact / machine / hold) → thread → store →
-    people → organizations → deal → mark every row processed or held → release held mail that now has a place →
-    commit → log, count, enqueue what was released
+    people → organizations → then for the batch: each thread's deal → mark every row processed or held →
+    release held mail that now has a place → commit → log, count, enqueue what was released
+
+The rows a message stores (its thread, the thread's ids and participants, the message, its links to people, its
+attachments) are inserted with the batch's next statement (see placement.rows): in the common case the whole
+batch's rows go in one statement, where a statement per message cost most of the matcher's CPU.
 
 Claiming counts an attempt in its own committed transaction, before any work, so a message that kills its worker
 still counts; the worker then holds the rows locked while it works, so once its connection is gone (and a short
 claim window has passed) the message is due again, alone, and after `max_attempts` the sweep
 marks it failed with the reason. A message that fails rolls its whole batch back (holds are decided before a
 message writes anything, so no savepoint per message is needed): the rest of the batch is placed again without
-it, and the failed one is tried again by itself. Every row a message produces commits
+it, and the failed one is tried again by itself. (An insert that fails surfaces at the statement that sends it,
+which may be a later message's or the batch's end: the innocent message is then tried by itself, and succeeds,
+until the one at fault is alone.) Every row a message produces commits
 with its status, so a crash anywhere leaves it `received` for a retry, and a second run finds it done and changes
 nothing. Processing depends only on the raw bytes and the CRM's current state, so a held message can be
 reprocessed once its cause is fixed.
@@ -29,8 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from psycopg.types.json import Jsonb
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,6 +64,7 @@ from services.matcher.placement.people import (
     plan_people,
     prefetch_people,
 )
+from services.matcher.placement.rows import ATTACHMENTS, MESSAGE_PERSONS, MESSAGES, insert_later
 from services.matcher.placement.senders import trusted_bounce_recipients, unauthenticated_claim
 from services.matcher.placement.threads import (
     assign_thread,
@@ -92,10 +98,6 @@ from shared.models import (
 )
 
 log = structlog.get_logger(__name__)
-
-# Rows the matcher only ever inserts go in with Core statements (see `_store`).
-_MESSAGES = Message.metadata.tables["messages"]
-_ATTACHMENTS = Message.metadata.tables["attachments"]
 
 RULE_EXISTING_PERSON = PersonRule.address_of_existing_person
 _CREATING_RULES = {
@@ -682,58 +684,65 @@ class Matcher:
             ids_locked=True,
         )
         thread_id = thread.id
-        # Core inserts: the unit of work would cost more than the statements, and nothing here changes these rows
-        # again. The row's values go to psycopg as they are (see `_STORE_MESSAGE`).
+        # Inserted with the batch's next statement (see placement.rows): nothing here reads or changes these rows
+        # again, and a batch's rows go in together.
         message = StoredMessage(uuid.uuid4(), thread_id, classified.kind)
-        row: dict[str, object] = {
-            "id": message.id,
-            "account_id": account_id,
-            "user_id": inbound.user_id,
-            "thread_id": thread_id,
-            "message_id_header": parsed.message_id,
-            "in_reply_to": parsed.in_reply_to,
-            "references": list(parsed.references),
-            "subject": parsed.subject,
-            "subject_key": analysed.subject_key,
-            "from_name": sender.name if sender else None,
-            "from_address": sender.address if sender else None,
-            "to": Jsonb([a.as_json() for a in parsed.to]),
-            "cc": Jsonb([a.as_json() for a in parsed.cc]),
-            "sent_at": parsed.sent_at,
-            "direction": (Direction.outbound if outbound else Direction.inbound).value,
-            "text_body": parsed.text_body,
-            "html_body": parsed.html_body,
-            "new_text": analysed.new_text,
-            "defects": list(parsed.defects),
-            "kind": classified.kind.value,
-            "kind_reason": classified.reason,
-            "forwarded_by_user_id": provenance.forwarded_by if provenance else None,
-            "forwarded_at": provenance.forwarded_at if provenance else None,
-            "forward_confidence": provenance.confidence if provenance else None,
-            "auth_summary": None if inbound.auth_summary is None else inbound.auth_summary.value,
-            "auth_results": None if inbound.auth_results is None else Jsonb(inbound.auth_results),
-        }
-        # The common case: everybody on it exists, so the message and its links to them go in one statement.
+        insert_later(
+            session,
+            MESSAGES,
+            [
+                {
+                    "id": message.id,
+                    "account_id": account_id,
+                    "user_id": inbound.user_id,
+                    "thread_id": thread_id,
+                    "message_id_header": parsed.message_id,
+                    "in_reply_to": parsed.in_reply_to,
+                    "references": list(parsed.references),
+                    "subject": parsed.subject,
+                    "subject_key": analysed.subject_key,
+                    "from_name": sender.name if sender else None,
+                    "from_address": sender.address if sender else None,
+                    "to": [a.as_json() for a in parsed.to],
+                    "cc": [a.as_json() for a in parsed.cc],
+                    "sent_at": parsed.sent_at,
+                    "direction": Direction.outbound if outbound else Direction.inbound,
+                    "text_body": parsed.text_body,
+                    "html_body": parsed.html_body,
+                    "new_text": analysed.new_text,
+                    "defects": list(parsed.defects),
+                    "kind": classified.kind,
+                    "kind_reason": classified.reason,
+                    "forwarded_by_user_id": provenance.forwarded_by if provenance else None,
+                    "forwarded_at": provenance.forwarded_at if provenance else None,
+                    "forward_confidence": provenance.confidence if provenance else None,
+                    "auth_summary": inbound.auth_summary,
+                    "auth_results": inbound.auth_results,
+                }
+            ],
+        )
+        # The common case: everybody on it exists, so its links to them go in with it.
         people_to_create = creates and bool(people.missing)
-        links = {} if people_to_create else _people_links(roles, context, people.found, {}, None)
-        execute_direct(session, _STORE_MESSAGE, {**row, **_links_parameters(links)})
-        if parsed.attachments:
-            session.execute(
-                insert(_ATTACHMENTS),
-                [
-                    {
-                        "account_id": account_id,
-                        "message_id": message.id,
-                        "position": position,
-                        "filename": attachment.filename,
-                        "content_type": attachment.content_type,
-                        "content_id": attachment.content_id,
-                        "size": len(attachment.content),
-                        "sha256": self.blobs.put(account_id, attachment.content),
-                    }
-                    for position, attachment in enumerate(parsed.attachments)
-                ],
-            )
+        if not people_to_create:
+            _link_people(session, account_id, message.id, _people_links(roles, context, people.found, {}, None))
+        insert_later(
+            session,
+            ATTACHMENTS,
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": account_id,
+                    "message_id": message.id,
+                    "position": position,
+                    "filename": attachment.filename,
+                    "content_type": attachment.content_type,
+                    "content_id": attachment.content_id,
+                    "size": len(attachment.content),
+                    "sha256": self.blobs.put(account_id, attachment.content),
+                }
+                for position, attachment in enumerate(parsed.attachments)
+            ],
+        )
 
         created: dict[str, uuid.UUID] = {}
         if people_to_create:
@@ -742,10 +751,7 @@ class Matcher:
                 session, context, people, rule=_CREATING_RULES[classified.kind], message_id=message.id
             )
             links = _people_links(roles, context, people.found, created, _CREATING_RULES[classified.kind])
-            if links:
-                execute_direct(
-                    session, _LINK_PEOPLE, {"account_id": account_id, "id": message.id, **_links_parameters(links)}
-                )
+            _link_people(session, account_id, message.id, links)
         if creates:
             link_organizations(session, context, dict(people.found), message_id=message.id)
         routed_lead_id = lead_from_subaddress(inbound.envelope_to)
@@ -756,24 +762,6 @@ class Matcher:
             DealToDecide(message.id, thread, inbound.user_id, deal_from_subaddress(inbound.envelope_to) or lead_deal_id)
         )
         return message, Outcome.stored
-
-
-# Every column of a stored message but those the database fills in (its clock, its transaction), then its links
-# to the people on it.
-_STORED_COLUMNS = [column for column in _MESSAGES.columns if column.key not in {"created_at", "feed_xid"}]
-_LINKED_PEOPLE = (
-    "SELECT :account_id, :id, person_id, role, rule FROM unnest(CAST(:person_ids AS uuid[]),"
-    " CAST(:roles AS text[]), CAST(:rules AS text[])) AS link(person_id, role, rule)"
-)
-_STORED_NAMES = ", ".join(f'"{column.key}"' for column in _STORED_COLUMNS)
-_STORED_VALUES = ", ".join(f":{column.key}" for column in _STORED_COLUMNS)
-_STORE_MESSAGE = DirectSql(
-    f"WITH message AS (INSERT INTO messages ({_STORED_NAMES}) VALUES ({_STORED_VALUES}))"
-    f" INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
-)
-_LINK_PEOPLE = DirectSql(
-    f"INSERT INTO message_persons (account_id, message_id, person_id, role, rule) {_LINKED_PEOPLE}"
-)
 
 
 def _people_links(
@@ -794,12 +782,20 @@ def _people_links(
     return links
 
 
-def _links_parameters(links: dict[tuple[uuid.UUID, MessagePersonRole], PersonRule]) -> dict[str, object]:
-    return {
-        "person_ids": [person_id for person_id, _ in links],
-        "roles": [role.value for _, role in links],
-        "rules": [rule.value for rule in links.values()],
-    }
+def _link_people(
+    session: Session,
+    account_id: uuid.UUID,
+    message_id: uuid.UUID,
+    links: dict[tuple[uuid.UUID, MessagePersonRole], PersonRule],
+) -> None:
+    insert_later(
+        session,
+        MESSAGE_PERSONS,
+        [
+            {"account_id": account_id, "message_id": message_id, "person_id": person_id, "role": role, "rule": rule}
+            for (person_id, role), rule in links.items()
+        ],
+    )
 
 
 def _check_people_cap(session: Session, context: AccountContext, mails: Sequence[ParsedMail]) -> None:

@@ -296,7 +296,8 @@ def test_message_feed_gives_each_message_once_even_when_it_commits_late(
 ) -> None:
     thread = mail.thread("Feed")
     first = mail.message(thread, subject="First")
-    seen, cursor, _ = _feed(api, None)
+    # (Any transaction of this Postgres, other tests' too, holds the feed back while it runs.)
+    seen, cursor, _ = wait_for(lambda: (page := _feed(api, None))[0] and page, timeout=30, what="the first message")
     assert seen == [first]
 
     # A slow transaction stores a message, then a quicker one stores another and commits first.
@@ -322,7 +323,6 @@ def test_message_feed_gives_each_message_once_even_when_it_commits_late(
 
     # Pages: `has_more` says read on; the whole walk is every message once, oldest first.
     more = [mail.message(thread, subject=f"More {n}") for n in range(3)]
-    # (Any transaction of this Postgres, other tests' too, holds the feed back while it runs.)
     wait_for(lambda: len(_feed(api, cursor)[0]) == len(more), timeout=30, what="the newest messages in the feed")
     walked, position, full = _feed(api, None, limit=2)
     assert full

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from services.matcher.mail.subjects import normalize_subject, subject_key
 from services.matcher.placement.account import AccountContext, load_account
+from services.matcher.placement.rows import THREAD_KEYS, THREAD_PARTICIPANTS, THREADS, insert_later
 from shared.addresses import normalize_address
 from shared.db import DirectSql, execute_direct
 from shared.locks import lock_names
@@ -419,29 +420,10 @@ def _addresses(from_address: str | None, to: Iterable[dict[str, Any]], cc: Itera
     return [address for address in addresses if address.strip()]
 
 
-# A new thread with the ids and participants of its first message, in one round trip.
-_NEW_THREAD = DirectSql(
-    "WITH thread AS (INSERT INTO threads (id, account_id, subject, normalized_subject, first_message_at,"
-    " last_message_at) VALUES (:thread_id, :account_id, :subject, :normalized_subject, :sent_at, :sent_at)"
-    " RETURNING id),"
-    " keys AS (INSERT INTO thread_keys (account_id, message_id_header, thread_id)"
-    " SELECT :account_id, key, thread.id FROM thread, unnest(CAST(:keys AS text[])) AS key ON CONFLICT DO NOTHING)"
-    " INSERT INTO thread_participants (account_id, thread_id, address)"
-    " SELECT :account_id, thread.id, address FROM thread, unnest(CAST(:participants AS text[])) AS address"
-    " ON CONFLICT DO NOTHING"
-)
-_ADD_TO_THREAD = DirectSql(
-    "WITH keys AS (INSERT INTO thread_keys (account_id, message_id_header, thread_id)"
-    " SELECT :account_id, key, :thread_id FROM unnest(CAST(:keys AS text[])) AS key ON CONFLICT DO NOTHING)"
-    " INSERT INTO thread_participants (account_id, thread_id, address)"
-    " SELECT :account_id, :thread_id, address FROM unnest(CAST(:participants AS text[])) AS address"
-    " ON CONFLICT DO NOTHING"
-)
-
-
 def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> Thread:
-    """A thread born with this message's ids, participants, subject and dates; the object joins the session as
-    already stored, so that the deal decision can change it without reading it back."""
+    """A thread born with this message's ids, participants, subject and dates, inserted with the batch's next
+    statement; the object joins the session as already stored, so that the deal decision can change it without
+    reading it back (the insert goes first)."""
     thread = Thread(
         id=uuid.uuid4(),
         account_id=account_id,
@@ -454,19 +436,21 @@ def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> T
         deal_linked_by_message_id=None,
         lead_id=None,
     )
-    execute_direct(
+    insert_later(
         session,
-        _NEW_THREAD,
-        {
-            "thread_id": thread.id,
-            "account_id": account_id,
-            "subject": thread.subject,
-            "normalized_subject": thread.normalized_subject,
-            "sent_at": arrival.sent_at,
-            "keys": list(arrival.keys),
-            "participants": sorted(arrival.participants),
-        },
+        THREADS,
+        [
+            {
+                "id": thread.id,
+                "account_id": account_id,
+                "subject": thread.subject,
+                "normalized_subject": thread.normalized_subject,
+                "first_message_at": arrival.sent_at,
+                "last_message_at": arrival.sent_at,
+            }
+        ],
     )
+    _add_keys_and_participants(session, account_id, thread.id, arrival)
     make_transient_to_detached(thread)
     session.add(thread)
     return thread
@@ -474,16 +458,7 @@ def _new_thread(session: Session, account_id: uuid.UUID, arrival: _Arrival) -> T
 
 def _record(session: Session, account_id: uuid.UUID, thread: Thread, arrival: _Arrival) -> None:
     """Remember the message's ids and participants on its thread; keep the thread's subject and dates."""
-    execute_direct(
-        session,
-        _ADD_TO_THREAD,
-        {
-            "thread_id": thread.id,
-            "account_id": account_id,
-            "keys": list(arrival.keys),
-            "participants": sorted(arrival.participants),
-        },
-    )
+    _add_keys_and_participants(session, account_id, thread.id, arrival)
     if _first_key(arrival.sent_at, arrival.subject) < _first_key(thread.first_message_at, thread.subject):
         thread.subject = arrival.subject
         thread.normalized_subject = normalize_subject(arrival.subject) or None
@@ -492,6 +467,24 @@ def _record(session: Session, account_id: uuid.UUID, thread: Thread, arrival: _A
             thread.first_message_at = arrival.sent_at
         if thread.last_message_at is None or arrival.sent_at > thread.last_message_at:
             thread.last_message_at = arrival.sent_at
+
+
+def _add_keys_and_participants(
+    session: Session, account_id: uuid.UUID, thread_id: uuid.UUID, arrival: _Arrival
+) -> None:
+    insert_later(
+        session,
+        THREAD_KEYS,
+        [{"account_id": account_id, "message_id_header": key, "thread_id": thread_id} for key in arrival.keys],
+    )
+    insert_later(
+        session,
+        THREAD_PARTICIPANTS,
+        [
+            {"account_id": account_id, "thread_id": thread_id, "address": address}
+            for address in sorted(arrival.participants)
+        ],
+    )
 
 
 def _first_key(sent_at: datetime | None, subject: str | None) -> tuple[bool, datetime | None, bool, str]:
