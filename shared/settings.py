@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     worker_idle_poll_ms: int = Field(default=200, ge=10, le=5000)
     # Messages received longer ago than this and still unprocessed are re-enqueued by the sweep.
     sweep_grace_seconds: float = Field(default=120.0, ge=0)
-    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
     process_max_attempts: int = Field(default=5, ge=1)
     process_time_limit_seconds: float = Field(default=120.0, gt=0)
 

@@ -31,10 +31,13 @@ _GIVE_UP = text(
     f" WHERE status = 'received' AND attempts >= :max_attempts AND {_UNCLAIMED} FOR UPDATE SKIP LOCKED)"
     " RETURNING id, attempts"
 )
+# Waiting longer than the grace period (its queue message may be lost), or claimed by a worker that died with it:
+# a claim is ended when an attempt fails or finishes, so one that lapsed without either is an orphan, due now
+# rather than when the grace period of its arrival is over (minutes after a crash that took its worker).
 _WAITING = text(
     "SELECT id FROM inbound_messages WHERE status = 'received'"
-    f" AND received_at < now() - make_interval(secs => :grace) AND {_UNCLAIMED}"
-    " ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+    " AND (received_at < now() - make_interval(secs => :grace) OR claimed_until < now())"
+    f" AND {_UNCLAIMED} ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 
 
