@@ -8,11 +8,19 @@ Nobody logs message bodies or secrets: log ids, sizes and reasons.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Literal
 
 import structlog
 from structlog.types import Processor
+
+
+def _add_process(_logger: object, _name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    # What CallsiteParameterAdder's PROCESS gives, without the look for the calling frame it makes first (a fifth
+    # of a log line's cost): every line of a service says which of its processes wrote it.
+    event["process"] = os.getpid()
+    return event
 
 
 def configure_logging(
@@ -24,7 +32,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.CallsiteParameterAdder({structlog.processors.CallsiteParameter.PROCESS}),
+        _add_process,
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
