@@ -34,7 +34,7 @@ from shared.blobstore import LocalBlobStore
 from shared.db import make_engine, make_session_factory, transaction
 from shared.logging import configure_logging
 from shared.migrate import upgrade
-from shared.models import InboundMessage, InboundStatus
+from shared.models import CreatedFrom, InboundMessage, InboundStatus, Organization, OrganizationDomain
 from shared.settings import Settings
 from tests.support.servers import LOCAL_POSTGRES, database_url, recreate_database
 
@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--new-contacts", action="store_true", help="every message to a customer of its own: a person created each"
+    )
+    parser.add_argument(
+        "--organization",
+        action="store_true",
+        help="the customers' domain belongs to an organization (as in a CRM in use), so their persons are linked",
     )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the draining to this file")
     parser.add_argument(
@@ -72,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         user = directory.create_user(session, account.account_id, "sam@bench.example", "Sam Seller")
         bcc = directory.bcc_address(user, "bcc.bench.example")
         account_id, user_id = account.account_id, user.id
+        if args.organization:
+            customers = Organization(account_id=account_id, name="Example", created_from=CreatedFrom.api)
+            session.add(customers)
+            session.flush()
+            session.add(OrganizationDomain(account_id=account_id, organization_id=customers.id, domain="example.org"))
     factory = MessageFactory(args.size, new_run_id(), "sam@bench.example", new_contacts=args.new_contacts)
     every_id = _backlog(sessions, factory, args.warmup + args.messages, account_id, user_id, bcc)
     warmup_ids, ids = every_id[: args.warmup], every_id[args.warmup :]

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from services.matcher.placement.account import AccountContext, domain_of, free_mail_domains
+from services.matcher.placement.people import has_organization, note_organization
 from shared.db import DirectSql, execute_direct
 from shared.locks import lock_names
 from shared.models import CreatedFrom, Organization, OrganizationDomain, OrganizationRule, Person
@@ -67,11 +68,14 @@ def link_organizations(
         if organization_id is None:
             continue
         involved.add(organization_id)
+        if has_organization(session, person_id):
+            continue  # linked already (to this one or to another a user chose): nothing to change
         session.execute(
             update(Person)
             .where(Person.id == person_id, Person.account_id == context.account_id, Person.organization_id.is_(None))
             .values(organization_id=organization_id, organization_rule=RULE_OWNS_EMAIL_DOMAIN)
         )
+        note_organization(session, person_id)
     return involved
 
 

@@ -171,7 +171,8 @@ def _remember(session: Session, account_id: uuid.UUID, address: str, person_id: 
 # Fixed text, like every statement a batch runs once or more: building and caching an ORM select cost more
 # than running it (0.5 against 0.2 ms).
 _KNOWN = DirectSql(
-    "SELECT person_emails.address, person_emails.person_id, persons.deleted_at IS NOT NULL AS deleted"
+    "SELECT person_emails.address, person_emails.person_id, persons.deleted_at IS NOT NULL AS deleted,"
+    " persons.organization_id IS NOT NULL AS has_organization"
     " FROM person_emails JOIN persons ON persons.id = person_emails.person_id"
     " WHERE person_emails.account_id = :account_id AND person_emails.address = ANY(CAST(:addresses AS text[]))"
 )
@@ -180,8 +181,23 @@ _KNOWN = DirectSql(
 def _query_known(session: Session, account_id: uuid.UUID, addresses: list[str]) -> dict[str, tuple[uuid.UUID, bool]]:
     if not addresses:
         return {}
-    rows = execute_direct(session, _KNOWN, {"account_id": account_id, "addresses": addresses})
+    rows = execute_direct(session, _KNOWN, {"account_id": account_id, "addresses": addresses}).fetchall()
+    with_organization: set[uuid.UUID] = session.info.setdefault(_WITH_ORGANIZATION, set())
+    with_organization.update(row.person_id for row in rows if row.has_organization)
     return {row.address: (row.person_id, row.deleted) for row in rows}
+
+
+# Persons the transaction knows to belong to an organization already (looked up with them, or given one since):
+# linking them again would be a statement per person per message that changes nothing.
+_WITH_ORGANIZATION = "mailroom.persons_with_organization"
+
+
+def has_organization(session: Session, person_id: uuid.UUID) -> bool:
+    return person_id in session.info.get(_WITH_ORGANIZATION, ())
+
+
+def note_organization(session: Session, person_id: uuid.UUID) -> None:
+    session.info.setdefault(_WITH_ORGANIZATION, set()).add(person_id)
 
 
 def _blocked(context: AccountContext, address: str) -> bool:
