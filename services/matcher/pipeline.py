@@ -55,7 +55,7 @@ from services.matcher.placement.deals import (
     lead_from_subaddress,
     link_lead,
 )
-from services.matcher.placement.organizations import link_organizations, unowned_domains
+from services.matcher.placement.organizations import domain_owners, link_organizations, unowned_domains
 from services.matcher.placement.people import (
     RULE_PARTICIPANT_OF_CONTACT_MAIL,
     RULE_PARTICIPANT_OF_FORWARDED_MAIL,
@@ -745,15 +745,21 @@ class Matcher:
         )
 
         created: dict[str, uuid.UUID] = {}
-        if people_to_create:
-            # The persons' provenance points at the message, so they follow it, and the links follow them.
-            created = create_missing(
-                session, context, people, rule=_CREATING_RULES[classified.kind], message_id=message.id
-            )
-            links = _people_links(roles, context, people.found, created, _CREATING_RULES[classified.kind])
-            _link_people(session, account_id, message.id, links)
         if creates:
-            link_organizations(session, context, dict(people.found), message_id=message.id)
+            owners = domain_owners(session, context, [*people.found, *people.missing], message_id=message.id)
+            if people_to_create:
+                # The persons' provenance points at the message, so they follow it, and the links follow them.
+                created = create_missing(
+                    session,
+                    context,
+                    people,
+                    rule=_CREATING_RULES[classified.kind],
+                    message_id=message.id,
+                    organizations=owners,
+                )
+                links = _people_links(roles, context, people.found, created, _CREATING_RULES[classified.kind])
+                _link_people(session, account_id, message.id, links)
+            link_organizations(session, context, dict(people.found), owners)
         routed_lead_id = lead_from_subaddress(inbound.envelope_to)
         lead_deal_id = None if routed_lead_id is None else link_lead(session, account_id, thread_id, routed_lead_id)
         _announce_persons(session, account_id, message, created, _CREATING_RULES.get(classified.kind))

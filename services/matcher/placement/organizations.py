@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
@@ -31,14 +31,15 @@ def organization_name(domain: str) -> str:
     return " ".join(word.capitalize() for word in core.replace("_", "-").split("-") if word) or domain
 
 
-def link_organizations(
-    session: Session, context: AccountContext, persons: dict[str, uuid.UUID], *, message_id: uuid.UUID
-) -> set[uuid.UUID]:
-    """Give each person without an organization the one owning its domain; returns the organizations involved."""
-    domains = {address: domain_of(address) for address in persons}
+def domain_owners(
+    session: Session, context: AccountContext, addresses: Iterable[str], *, message_id: uuid.UUID
+) -> dict[str, uuid.UUID]:
+    """The organization owning each address's domain, where one does; a work domain without one gets one when
+    the account says so (created by this message). Free-mail and the account's own domains have none."""
+    domains = {address: domain_of(address) for address in addresses}
     candidates = {d for d in domains.values() if d not in free_mail_domains() and d not in context.internal_domains}
     if not candidates:
-        return set()
+        return {}
     owners = _owners(session, context.account_id, candidates)
     missing = sorted(candidates - set(owners))
     if missing and context.settings.create_organizations:
@@ -62,21 +63,23 @@ def link_organizations(
                 )
             )
             owners[domain] = organization.id
-    involved: set[uuid.UUID] = set()
+    return {address: owners[domain] for address, domain in domains.items() if domain in owners}
+
+
+def link_organizations(
+    session: Session, context: AccountContext, persons: dict[str, uuid.UUID], owners: Mapping[str, uuid.UUID]
+) -> None:
+    """Give each person without an organization the one owning its address's domain (`domain_owners`)."""
     for address, person_id in persons.items():
-        organization_id = owners.get(domains[address])
-        if organization_id is None:
-            continue
-        involved.add(organization_id)
-        if has_organization(session, person_id):
-            continue  # linked already (to this one or to another a user chose): nothing to change
+        organization_id = owners.get(address)
+        if organization_id is None or has_organization(session, person_id):
+            continue  # none to give, or linked already (to this one or to another a user chose)
         session.execute(
             update(Person)
             .where(Person.id == person_id, Person.account_id == context.account_id, Person.organization_id.is_(None))
             .values(organization_id=organization_id, organization_rule=RULE_OWNS_EMAIL_DOMAIN)
         )
         note_organization(session, person_id)
-    return involved
 
 
 def unowned_domains(session: Session, context: AccountContext, addresses: Iterable[str]) -> set[str]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from services.matcher.mail.parsing import Address
 from services.matcher.placement.account import AccountContext, domain_of
+from services.matcher.placement.rows import PERSON_EMAILS, PERSONS, insert_later
 from shared.db import DirectSql, execute_direct
 from shared.locks import lock_names
-from shared.models import CreatedFrom, PersonRule
+from shared.models import CreatedFrom, OrganizationRule, PersonRule
 
 RULE_RECIPIENT_OF_SENT_MAIL = PersonRule.recipient_of_sent_mail
 RULE_PARTICIPANT_OF_FORWARDED_MAIL = PersonRule.participant_of_forwarded_mail
@@ -83,19 +84,17 @@ def plan_people(session: Session, context: AccountContext, participants: Iterabl
     return plan
 
 
-# A person and its address in one statement (the unit of work cost three times the statement).
-_CREATE_PERSON = DirectSql(
-    "WITH person AS (INSERT INTO persons (id, account_id, name, created_from, created_by_rule, created_by_message_id)"
-    " VALUES (:person_id, :account_id, :name, :created_from, :rule, :message_id))"
-    " INSERT INTO person_emails (id, account_id, person_id, address)"
-    " VALUES (:email_id, :account_id, :person_id, :address)"
-)
-
-
 def create_missing(
-    session: Session, context: AccountContext, plan: PeoplePlan, *, rule: PersonRule, message_id: uuid.UUID
+    session: Session,
+    context: AccountContext,
+    plan: PeoplePlan,
+    *,
+    rule: PersonRule,
+    message_id: uuid.UUID,
+    organizations: Mapping[str, uuid.UUID],
 ) -> dict[str, uuid.UUID]:
-    """Create the planned persons; another worker creating the same one concurrently wins nothing twice."""
+    """Create the planned persons, each in the organization owning its domain (`organizations`, by address);
+    another worker creating the same one concurrently wins nothing twice."""
     created: dict[str, uuid.UUID] = {}
     if not plan.missing:
         return created
@@ -109,20 +108,31 @@ def create_missing(
             if not deleted:
                 plan.found[canonical] = person_id
             continue
+        # Inserted with the batch's next statement (see placement.rows); the address's lock keeps others off it.
         person_id = uuid.uuid4()
-        execute_direct(
+        organization_id = organizations.get(canonical)
+        insert_later(
             session,
-            _CREATE_PERSON,
-            {
-                "person_id": person_id,
-                "email_id": uuid.uuid4(),
-                "account_id": context.account_id,
-                "name": display_name(address),
-                "created_from": CreatedFrom.email.value,
-                "rule": rule.value,
-                "message_id": message_id,
-                "address": canonical,
-            },
+            PERSONS,
+            [
+                {
+                    "id": person_id,
+                    "account_id": context.account_id,
+                    "name": display_name(address),
+                    "organization_id": organization_id,
+                    "organization_rule": None if organization_id is None else OrganizationRule.owns_email_domain,
+                    "created_from": CreatedFrom.email,
+                    "created_by_rule": rule,
+                    "created_by_message_id": message_id,
+                }
+            ],
+        )
+        if organization_id is not None:
+            note_organization(session, person_id)
+        insert_later(
+            session,
+            PERSON_EMAILS,
+            [{"id": uuid.uuid4(), "account_id": context.account_id, "person_id": person_id, "address": canonical}],
         )
         plan.found[canonical] = person_id
         created[canonical] = person_id

@@ -21,13 +21,36 @@ MESSAGES = InsertInto(
     "messages",
     tuple(column.key for column in Message.__table__.columns if column.key not in {"created_at", "feed_xid"}),
 )
+PERSONS = InsertInto(
+    "persons",
+    (
+        "id",
+        "account_id",
+        "name",
+        "organization_id",
+        "organization_rule",
+        "created_from",
+        "created_by_rule",
+        "created_by_message_id",
+    ),
+)
+PERSON_EMAILS = InsertInto("person_emails", ("id", "account_id", "person_id", "address"))
 MESSAGE_PERSONS = InsertInto("message_persons", ("account_id", "message_id", "person_id", "role", "rule"))
 ATTACHMENTS = InsertInto(
     "attachments",
     ("id", "account_id", "message_id", "position", "filename", "content_type", "content_id", "size", "sha256"),
 )
 
-_PARENTS_FIRST = (THREADS, THREAD_KEYS, THREAD_PARTICIPANTS, MESSAGES, MESSAGE_PERSONS, ATTACHMENTS)
+_PARENTS_FIRST = (
+    THREADS,
+    THREAD_KEYS,
+    THREAD_PARTICIPANTS,
+    MESSAGES,
+    PERSONS,
+    PERSON_EMAILS,
+    MESSAGE_PERSONS,
+    ATTACHMENTS,
+)
 
 
 def insert_later(session: Session, into: InsertInto, rows: Sequence[Mapping[str, Any]]) -> None:
