@@ -14,7 +14,6 @@ Nothing here raises on bad input: what cannot be read cleanly becomes a short se
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import email.message
@@ -56,8 +55,15 @@ _DELIMITER_LINE_END = re.compile(rb"(?P<closing>--)?[ \t]*(?:\r\n|\r|\n|\Z)")
 _MAX_DEPTH = 40
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
+_BASE64_LINE_CHARACTERS = _BASE64_ALPHABET + b"="
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"  # what `\s` matches in a bytes pattern
 _MAX_DEFECTS = 50
+# Base64 bodies at least this long are not handed to the email package line by line (see `_elided_bodies`).
+_ELIDED_BODY_MIN_BYTES = 4096
+# What stands in for an elided body. Only the alphabet of a base64 line, so the parser takes it as it takes them.
+_ELISION_MARKER = "MailroomElidedBody"
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]++\r?\n")  # possessive: a long line without a newline fails once
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 # Charset names mail clients send that Python does not know, or knows as a narrower codec than the one senders
 # mean. The supersets follow the WHATWG Encoding Standard, which is what browsers (and so senders' tests) use.
@@ -250,8 +256,13 @@ def _without_mbox_line(raw: bytes) -> bytes:
 
 
 def _message_tree(data: bytes, defects: _Defects) -> email.message.Message:
+    skeleton, elided = _elided_bodies(data)
     try:
-        return email.message_from_bytes(data, policy=email.policy.compat32)
+        # Both parses are called from this frame: how deep a message may nest before RecursionError stays the same.
+        message = email.message_from_bytes(skeleton, policy=email.policy.compat32)
+        if elided and not _restored_bodies(message, elided):
+            message = email.message_from_bytes(data, policy=email.policy.compat32)
+        return message
     except RecursionError:
         defects.add("MIME parts nested too deeply; only the top-level headers were read")
     except ValueError:
@@ -259,6 +270,104 @@ def _message_tree(data: bytes, defects: _Defects) -> email.message.Message:
         # with a NUL raises ValueError. Without the tree, the walker finds the parts by their delimiter lines.
         defects.add("a MIME parameter names an impossible charset; parts were found by their delimiter lines")
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
+
+
+def _elided_bodies(data: bytes) -> tuple[bytes, dict[str, str]]:
+    """`data` with each long run of base64 lines after a blank line cut out and replaced by a marker line, and the
+    cut text by marker. The email package reads a body line by line (most of a large mail's parse time was spent on
+    an attachment's base64 lines), yet a line of base64 characters is, in every state of its parser, a line it
+    passes over: not blank, not a header field, not a delimiter (those begin with "-"). So is a marker line, so the
+    skeleton parses into the same tree with the marker opening a leaf's payload where the run opened it, and
+    `_restored_bodies` puts the run back. The last line of each run stays, so the newline the parser takes off the
+    end of a payload is the one it takes off the real payload."""
+    if len(data) < _ELIDED_BODY_MIN_BYTES:
+        return data, {}
+    pieces: list[bytes] = []
+    elided: dict[str, str] = {}
+    kept_from = 0
+    blank = _BLANK_LINE.search(data)
+    while blank is not None:
+        start = blank.end()
+        run_end, looked_to = _base64_run(data, start)
+        if run_end > start:
+            marker = f"{_ELISION_MARKER}{len(elided)}\n"
+            pieces += (data[kept_from:start], marker.encode("ascii"))
+            elided[marker] = data[start:run_end].decode("ascii")
+            kept_from = run_end
+        # The line after the blank one may be blank too, and then opens the next candidate.
+        blank = _BLANK_LINE.search(data, max(start, looked_to) - 1)
+    if not elided:
+        return data, {}
+    pieces.append(data[kept_from:])
+    skeleton = b"".join(pieces)
+    # Should the mail itself hold text like a marker, the parse could not tell which is ours.
+    if skeleton.count(_ELISION_MARKER.encode("ascii")) != len(elided):
+        return data, {}
+    return skeleton, elided
+
+
+def _base64_run(data: bytes, start: int) -> tuple[int, int]:
+    """Where the run of lines from `start` that `_elided_bodies` may cut ends (`start` when there is none worth
+    cutting), and how far this looked. The run is the base64 lines of the first line's width, less the last: an
+    encoder writes full lines until the last, so where each line ends is known, and the lines are checked by a few
+    slices and one `translate` rather than one at a time."""
+    first_line = _BASE64_LINE.match(data, start)
+    if first_line is None:
+        return start, start
+    width = first_line.end() - start
+    ending = b"\r\n" if data[first_line.end() - 2] == 0x0D else b"\n"
+    lines = _lines_of_width(data, start, width, ending)
+    run_end = start + (lines - 1) * width
+    looked_to = start + lines * width
+    if run_end - start < _ELIDED_BODY_MIN_BYTES:
+        return start, looked_to
+    # Without the base64 characters, exactly the line endings are left: no other byte (no "-", no byte Python's
+    # `splitlines` breaks at), and no line break but at the end of each line, so none is blank.
+    if data[start:run_end].translate(None, _BASE64_LINE_CHARACTERS) != ending * (lines - 1):
+        return start, looked_to
+    return run_end, looked_to
+
+
+def _lines_of_width(data: bytes, start: int, width: int, ending: bytes) -> int:
+    """How many lines of `width` bytes that end in `ending` follow one another from `start`; only their endings are
+    looked at. In windows that double, so that the work stays proportional to the lines found."""
+    count = 0
+    window = 64
+    while True:
+        first = start + count * width
+        complete = min(window, (len(data) - first) // width)
+        if complete <= 0:
+            return count
+        limit = first + complete * width
+        last_bytes = data[first + width - 1 : limit : width]
+        found = len(last_bytes) - len(last_bytes.lstrip(b"\n"))
+        if ending == b"\r\n":
+            before_last = data[first + width - 2 : limit : width]
+            found = min(found, len(before_last) - len(before_last.lstrip(b"\r")))
+        count += found
+        if found < complete:
+            return count
+        window *= 2
+
+
+def _restored_bodies(message: email.message.Message, elided: dict[str, str]) -> bool:
+    """Puts each elided run back in front of the payload its marker opens. False (and the caller parses the whole
+    message) unless every marker opens a leaf's payload with more of that payload after it, as it must."""
+    missing = dict(elided)
+    parts = [message]
+    while parts:  # not `walk()`, which recurses once per level of nesting
+        part = parts.pop()
+        # The stored text itself: `get_payload()` of a leaf decodes its 8-bit bytes with the charset parameter.
+        payload = getattr(part, "_payload", None)
+        if isinstance(payload, list):
+            parts += (child for child in payload if isinstance(child, email.message.Message))
+        elif isinstance(payload, str) and payload.startswith(_ELISION_MARKER):
+            marker, newline, rest = payload.partition("\n")
+            run = missing.pop(marker + newline, None)
+            if run is None or not rest:
+                return False
+            part.set_payload(run + rest)
+    return not missing
 
 
 def _has_defect(part: email.message.Message, name: str) -> bool:
@@ -890,15 +999,20 @@ def _base64_bytes(data: bytes) -> tuple[bytes, str | None]:
     if padding >= 0:
         data = data[:padding]
     # `bytes.translate` deletes in one C pass; a regex substitution was most of a 100 KB attachment's decoding.
-    cleaned = data.translate(None, _NOT_BASE64)
+    # What it leaves of the data is what is skipped: the line breaks, as a rule, so it is short.
+    skipped = data.translate(None, _BASE64_ALPHABET)
     problem = None
-    if len(cleaned) != len(data.translate(None, _ASCII_WHITESPACE)):
+    if skipped.translate(None, _ASCII_WHITESPACE):
         problem = "base64 contains invalid characters; they were skipped"
-    if len(cleaned) % 4 == 1:
-        cleaned = cleaned[:-1]
+    length = len(data) - len(skipped)
+    if length % 4 == 1:
+        data = data.translate(None, _NOT_BASE64)[:-1]
+        length -= 1
         problem = "base64 data has an impossible length; the last character was dropped"
     try:
-        return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4)), problem
+        # The decoder skips every byte outside the alphabet itself (it is not strict), so the data need not be
+        # copied without them first; the data holds no "=", so the padding added here is the only padding.
+        return binascii.a2b_base64(data + b"=" * (-length % 4)), problem
     except binascii.Error:
         return b"", "base64 could not be decoded"
 
