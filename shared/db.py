@@ -17,7 +17,7 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -167,6 +167,9 @@ def _before_commit(session: Session) -> None:
     _send_deferred(session)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_DEFERRED, None)
+# Whatever is still deferred when the transaction ends was never sent (the commit sends it): it goes with the
+# transaction, as the unit of work's pending objects do, and never into the session's next one.
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_DEFERRED, None)

@@ -58,7 +58,7 @@ def test_deferred_rows_reach_the_next_statement_and_the_commit(quiet_sessions: s
     assert keys == {"a@x": first, "b@x": first, "c@x": second}
 
 
-def test_deferred_rows_of_a_rolled_back_transaction_are_gone(quiet_sessions: sessionmaker[Session]) -> None:
+def test_deferred_rows_of_a_transaction_that_does_not_commit_are_gone(quiet_sessions: sessionmaker[Session]) -> None:
     tenant = new_tenant(quiet_sessions)
     with quiet_sessions() as session:
         session.begin()
@@ -66,7 +66,14 @@ def test_deferred_rows_of_a_rolled_back_transaction_are_gone(quiet_sessions: ses
         session.rollback()
         with session.begin():
             kept = _defer_thread(session, tenant.account_id, "kept@x")
+        # Closed without a commit, like a rollback: nothing of it reaches the session's next transaction.
+        session.begin()
+        closed = _defer_thread(session, tenant.account_id, "closed@x")
+        session.close()
+        with session.begin():
+            also_kept = _defer_thread(session, tenant.account_id, "also-kept@x")
     with quiet_sessions() as session:
         threads = set(session.scalars(select(Thread.id).where(Thread.account_id == tenant.account_id)))
-    assert threads == {kept}
+    assert threads == {kept, also_kept}
     assert dropped not in threads
+    assert closed not in threads
