@@ -884,12 +884,13 @@ def _lock_batch(session: Session, batch: list[tuple[AccountContext, Analysis]]) 
     # Under their locks, the addresses that had no person may have got one from a worker that held them: look once
     # for the batch, so that creating a person needs no look of its own.
     prefetch_people(session, {account_id: addresses for account_id, addresses in new_people.items() if addresses})
-    # Under the locks of their ids: which of the batch's messages may be stored already, and what each connects
-    # to (one query each per account).
+    # Under the locks of their ids: what each of the batch's messages connects to, and which may be stored already
+    # (only an id that is a thread key can be: a query only for those, per account).
+    keyed = {
+        account_id: prefetch_connections(session, account_id, mails) for account_id, mails in threading_inputs.items()
+    }
     for account_id, headers in _message_ids_by_account(batch).items():
-        _note_stored_ids(session, account_id, headers)
-    for account_id, mails in threading_inputs.items():
-        prefetch_connections(session, account_id, mails)
+        _note_stored_ids(session, account_id, headers, keyed.get(account_id, set()))
 
 
 _CHECKED_IDS = "mailroom.checked_message_ids"  # (account, Message-ID) → may it be stored already?
@@ -908,9 +909,14 @@ _STORED_IDS = DirectSql(
 )
 
 
-def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str]) -> None:
-    rows = execute_direct(session, _STORED_IDS, {"account_id": account_id, "headers": sorted(headers)})
-    stored = {row.message_id_header for row in rows}
+def _note_stored_ids(session: Session, account_id: uuid.UUID, headers: set[str], thread_keys: set[str]) -> None:
+    """Remember for the batch which of these Message-IDs are stored; `thread_keys`: those that are thread keys,
+    the only ones that can be."""
+    maybe_stored = sorted(headers & thread_keys)
+    stored: set[str] = set()
+    if maybe_stored:
+        rows = execute_direct(session, _STORED_IDS, {"account_id": account_id, "headers": maybe_stored})
+        stored = {row.message_id_header for row in rows}
     checked: dict[tuple[uuid.UUID, str], bool] = session.info.setdefault(_CHECKED_IDS, {})
     checked.update(((account_id, header), header in stored) for header in headers)
 

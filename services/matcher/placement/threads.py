@@ -354,10 +354,13 @@ def prefetch_connections(
     session: Session,
     account_id: uuid.UUID,
     mails: Iterable[tuple[Iterable[str], str | None, datetime | None, Iterable[str]]],
-) -> None:
+) -> set[str]:
     """Look up, in one round trip, what the batch's messages (ids, subject, sent at, external participants) connect
     to, for `assign_thread` to use instead of a query per message. Call once the batch holds all its locks: only
-    the batch itself can then change what its messages connect to, and it keeps track of what it writes."""
+    the batch itself can then change what its messages connect to, and it keeps track of what it writes.
+
+    Returns the ids that are thread keys already. A stored message's own id always is one (`assign_thread`
+    records it with its thread), so an id that is not was never stored."""
     keys: set[str] = set()
     subject_keys: set[str] = set()
     participants: set[str] = set()
@@ -401,6 +404,7 @@ def prefetch_connections(
         else:
             prefetched.thread_participants.setdefault(row.thread_id, set()).add(row.value)
     session.info.setdefault(_PREFETCHED, {})[account_id] = prefetched
+    return set(prefetched.threads_by_key)
 
 
 def _prefetched(session: Session, account_id: uuid.UUID) -> _Prefetched | None:
