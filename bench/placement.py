@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.placement", description=__doc__)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=Settings().matcher_batch_size)
     parser.add_argument(
         "--warmup", type=int, default=160, help="messages placed before the clock starts, then ANALYZE (default 160)"
     )

@@ -283,10 +283,11 @@ class Matcher:
     placed: RecentlyPlaced = field(default_factory=lambda: RecentlyPlaced(100_000), compare=False)
     # Sender checks mostly wait on DNS: a batch's run side by side in these threads (started on demand, shared by
     # the process's consumer threads), so a batch holds its rows for its slowest check, not for their sum. Enough
-    # for four consumer threads' batches of sixteen at once (twice the default): when every check of a flood waits
-    # out its DNS budget, a batch must not also queue behind another batch's checks.
+    # for four consumer threads' batches of 32 at once (twice the defaults): when every check of a flood waits out
+    # its DNS budget, a batch must not also queue behind another batch's checks.
     sender_checks: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="sender-checks"), compare=False
+        default_factory=lambda: ThreadPoolExecutor(max_workers=128, thread_name_prefix="sender-checks"),
+        compare=False,
     )
 
     def process(self, inbound_id: uuid.UUID) -> Outcome:
