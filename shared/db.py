@@ -60,10 +60,9 @@ def execute_direct(
 ) -> psycopg.Cursor[Any]:
     """Run `statement` in the session's transaction straight through psycopg; rows are named tuples.
 
-    For the statements the matcher runs for every message and every batch: SQLAlchemy's execution layer costs
-    about twice the CPU of psycopg's own for each (some 130 µs), which at three per message was a fifth of a
-    worker's time. Like
-    `session.execute`, it first flushes what the session has pending, so the statement sees it. Values go to
+    For the statements the matcher runs for every batch: SQLAlchemy's execution layer costs about twice the CPU
+    of psycopg's own for each (some 130 µs). Like `session.execute`, it first flushes what the session has
+    pending and sends the deferred inserts (`defer_insert`), so the statement sees them. Values go to
     psycopg as they are: enums as their values, JSON wrapped in `psycopg.types.json.Jsonb`. `binary` asks for the
     results in binary, which spares both ends the hex text of a `bytea` twice its size."""
     session.flush()

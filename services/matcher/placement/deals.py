@@ -141,6 +141,7 @@ def decide_deals(session: Session, account_id: uuid.UUID, stored: list[DealToDec
     for thread_id, items in by_thread.items():
         held = [item.thread for item in items if item.thread.id == thread_id]
         thread = held[0] if held else session.get_one(Thread, thread_id)  # merged into one the batch did not load
+        reasons = candidates.get(thread_id, {})
         if any(item.routed_deal_id is not None for item in items):
             for item in items:
                 decision = decide_deal(
@@ -149,17 +150,13 @@ def decide_deals(session: Session, account_id: uuid.UUID, stored: list[DealToDec
                     message_id=item.message_id,
                     user_id=item.user_id,
                     routed_deal_id=item.routed_deal_id,
+                    candidates=reasons,
                 )
                 decided[item.message_id] = DealDecided(item.message_id, thread_id, decision, deciding=True)
             continue
         last = items[-1]
         decision = decide_deal(
-            session,
-            thread,
-            message_id=last.message_id,
-            user_id=last.user_id,
-            routed_deal_id=None,
-            candidates=candidates.get(thread_id, {}),
+            session, thread, message_id=last.message_id, user_id=last.user_id, routed_deal_id=None, candidates=reasons
         )
         for item in items:
             decided[item.message_id] = DealDecided(item.message_id, thread_id, decision, deciding=item is last)
@@ -173,10 +170,10 @@ def decide_deal(
     message_id: uuid.UUID,
     user_id: uuid.UUID,
     routed_deal_id: uuid.UUID | None,
-    candidates: dict[uuid.UUID, set[str]] | None = None,
+    candidates: dict[uuid.UUID, set[str]],
 ) -> DealDecision:
-    """`thread` is locked by the caller's transaction (threading locked it, or created it). `candidates`: the
-    thread's open deals with their reasons, when the caller read them already."""
+    """`thread` is locked by the caller's transaction (threading locked it, or created it); `candidates` are its
+    open deals, with why each is one (`decide_deals` reads them for all of a batch's threads at once)."""
     account_id, thread_id = thread.account_id, thread.id
     if routed_deal_id is not None:
         deal = session.scalars(
@@ -190,8 +187,6 @@ def decide_deal(
     if thread.deal_rule in (RULE_USER_CHOICE, RULE_USER_DECLINED, RULE_SUB_ADDRESS):
         return DealDecision(DealOutcome.kept, thread.deal_id)
 
-    if candidates is None:
-        candidates = _candidates(session, account_id, thread_id)
     if len(candidates) == 1:
         [deal_id] = candidates
         if thread.deal_id == deal_id:
@@ -236,23 +231,8 @@ def decide_deal(
     )
 
 
-# The thread's external persons, each with the open deals that are theirs or their organization's, in one query.
-_PERSONS_AND_OPEN_DEALS = DirectSql(
-    "WITH persons_on_thread AS ("
-    " SELECT DISTINCT persons.id, persons.name, persons.organization_id FROM persons"
-    " JOIN message_persons ON message_persons.person_id = persons.id"
-    " JOIN messages ON messages.id = message_persons.message_id"
-    " WHERE messages.account_id = :account_id AND messages.thread_id = :thread_id AND persons.deleted_at IS NULL)"
-    " SELECT p.id AS person_id, p.name, p.organization_id,"
-    " deals.id AS deal_id, deals.person_id AS deal_person_id, deals.organization_id AS deal_organization_id"
-    " FROM persons_on_thread AS p LEFT JOIN deals ON deals.account_id = :account_id AND deals.status = 'open'"
-    # A deleted deal keeps its history but gets no new mail.
-    " AND deals.deleted_at IS NULL AND (deals.person_id = p.id OR deals.organization_id = p.organization_id)"
-)
-
-
-# The threads of these messages, and for each thread its external persons with the open deals that are theirs or
-# their organization's: `_PERSONS_AND_OPEN_DEALS` for all the batch's threads at once.
+# The threads of these messages, and for each thread its external persons, each with the open deals that are
+# theirs or their organization's, in one query. (A deleted deal keeps its history but gets no new mail.)
 _BATCH_PERSONS_AND_OPEN_DEALS = DirectSql(
     "WITH stored AS (SELECT id, thread_id FROM messages"
     " WHERE account_id = :account_id AND id = ANY(CAST(:message_ids AS uuid[]))),"
@@ -271,14 +251,6 @@ _BATCH_PERSONS_AND_OPEN_DEALS = DirectSql(
     " FROM persons_on_thread AS p LEFT JOIN deals ON deals.account_id = :account_id AND deals.status = 'open'"
     " AND deals.deleted_at IS NULL AND (deals.person_id = p.id OR deals.organization_id = p.organization_id)"
 )
-
-
-def _candidates(session: Session, account_id: uuid.UUID, thread_id: uuid.UUID) -> dict[uuid.UUID, set[str]]:
-    """Open deals of the thread's external persons (and of their organizations), with why each is one."""
-    rows = execute_direct(
-        session, _PERSONS_AND_OPEN_DEALS, {"account_id": account_id, "thread_id": thread_id}
-    ).fetchall()
-    return _reasons(rows)
 
 
 def _reasons_by_thread(rows: list[Any]) -> dict[uuid.UUID, dict[uuid.UUID, set[str]]]:
