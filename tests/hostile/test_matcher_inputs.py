@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.matcher.mail.parsing import MAX_ATTACHMENTS
 from shared.db import make_engine, make_session_factory
 from shared.migrate import upgrade
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
@@ -126,6 +127,34 @@ def test_charset_names_of_raw_8bit_bytes_leave_the_message_stored_with_its_heade
     assert stored["subject"] == "Offer Grüße attached"
     assert stored["direction"] == "outbound"
     assert str(stored["text_body"]).strip() == "Grüße, Sam"
+
+
+def test_thousands_of_tiny_parts_store_a_bounded_number_of_files(
+    attacked_stack: Stack, attacked: tuple[Tenant, httpx.Client]
+) -> None:
+    """Each file costs a blob write and a row: a message made of thousands of tiny parts once cost as many."""
+    tenant, api = attacked
+    message_id = f"many-parts-{uuid.uuid4().hex}@acme.example"
+    parts = "".join(
+        f"--b\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Disposition: attachment; filename=part{n}.bin\r\n\r\n{n}\r\n"
+        for n in range(5_000)
+    )
+    raw = (
+        f"From: Sam Seller <{tenant.user_email}>\r\nTo: Lee <lee@client.example>\r\nMessage-ID: <{message_id}>\r\n"
+        "Subject: Scans\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        f"{parts}--b--\r\n"
+    ).encode()
+
+    assert_kept_and_matcher_responsive(attacked_stack, tenant, api, raw)
+
+    stored = stored_message(api, message_id)
+    files: list[dict[str, object]] = stored["attachments"]  # type: ignore[assignment]
+    assert len(files) == MAX_ATTACHMENTS
+    assert [file["filename"] for file in files[:2]] == ["part0.bin", "part1.bin"]
+    defects: list[str] = stored["defects"]  # type: ignore[assignment]
+    assert defects[0].startswith(f"{5_000 - MAX_ATTACHMENTS} more attachments were not stored as files")
+    assert api.get(f"/v1/messages/{stored['id']}/raw").content == raw
 
 
 # --- the budget, end to end -------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ _NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
 _BASE64_LINE_CHARACTERS = _BASE64_ALPHABET + b"="
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"  # what `\s` matches in a bytes pattern
 _MAX_DEFECTS = 50
+# A message keeps at most this many files. Each costs a blob write and a row, and 25 MB of tiny MIME parts (or
+# uuencoded blocks) make a hundred thousand of them; the raw message keeps the rest, and a defect says so.
+MAX_ATTACHMENTS = 250
 # Base64 bodies at least this long are not handed to the email package line by line (see `_elided_bodies`).
 _ELIDED_BODY_MIN_BYTES = 4096
 # What stands in for an elided body. Only the alphabet of a base64 line, so the parser takes it as it takes them.
@@ -173,6 +176,10 @@ class _Defects:
         if len(self._items) < _MAX_DEFECTS:
             self._items.setdefault(_safe_text(text), None)
 
+    def add_first(self, text: str) -> None:
+        """A defect that must be shown whatever else went wrong: it goes first, past the bound."""
+        self._items = {_safe_text(text): None, **self._items}
+
     def as_tuple(self) -> tuple[str, ...]:
         return tuple(self._items)
 
@@ -210,6 +217,11 @@ def _parse(raw: bytes) -> ParsedMail:
 
     body = _BodyWalker(defects, _raw_bodies(message, data), hints, charsets)
     body.walk(message, "message", inside_attachment=False)
+    if body.files_left_out:
+        defects.add_first(
+            f"{body.files_left_out} more attachments were not stored as files (at most {MAX_ATTACHMENTS} are);"
+            " the raw message has them all"
+        )
     return ParsedMail(
         message_id=own_id or "sha256-" + hashlib.sha256(raw).hexdigest() + "@mailroom.invalid",
         in_reply_to=in_reply_to,
@@ -719,7 +731,8 @@ def _addresses(pairs: Iterable[tuple[str | None, str]]) -> tuple[Address, ...]:
 
 
 class _BodyWalker:
-    """Sorts the leaves of the MIME tree into body text, body HTML and attachments, and keeps every leaf."""
+    """Sorts the leaves of the MIME tree into body text, body HTML and attachments, and keeps every leaf (up to
+    `MAX_ATTACHMENTS` files; the raw message keeps the rest)."""
 
     def __init__(
         self,
@@ -735,6 +748,7 @@ class _BodyWalker:
         self.text_parts: list[str] = []
         self.html_parts: list[str] = []
         self.attachments: list[ParsedAttachment] = []
+        self.files_left_out = 0
 
     def walk(self, part: email.message.Message, where: str, *, inside_attachment: bool) -> None:
         try:
@@ -813,12 +827,9 @@ class _BodyWalker:
             and filename is None
         )
         if not is_body:
-            self.attachments.append(
+            self._attach(
                 ParsedAttachment(
-                    filename=filename,
-                    content_type=content_type,
-                    content_id=_content_id(part),
-                    content=data,
+                    filename=filename, content_type=content_type, content_id=_content_id(part), content=data
                 )
             )
             return
@@ -850,7 +861,7 @@ class _BodyWalker:
                 continue
             kept.extend(data[position : begin.start()])
             position = end.end()
-            self.attachments.append(
+            self._attach(
                 ParsedAttachment(
                     filename=_best_effort_text(begin.group(2).rstrip(b" \t")).strip() or None,
                     content_type="application/octet-stream",
@@ -873,16 +884,22 @@ class _BodyWalker:
         if filename is None and content_type in ("message/rfc822", "message/global"):
             subject = _inner_subject(data)
             filename = f"{subject}.eml" if subject else "message.eml"
-        self.attachments.append(
+        self._attach(
             ParsedAttachment(filename=filename, content_type=content_type, content_id=_content_id(part), content=data)
         )
 
     def _attach_raw(self, part: email.message.Message) -> None:
         raw = self.raw_bodies.get(part)
         if raw is not None:
-            self.attachments.append(
+            self._attach(
                 ParsedAttachment(filename=None, content_type="application/octet-stream", content_id=None, content=raw)
             )
+
+    def _attach(self, attachment: ParsedAttachment) -> None:
+        if len(self.attachments) < MAX_ATTACHMENTS:
+            self.attachments.append(attachment)
+        else:
+            self.files_left_out += 1
 
 
 def _child_where(where: str, index: int) -> str:

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from services.matcher.mail.parsing import Address, parse_address_header, parse_mail
+from services.matcher.mail.parsing import MAX_ATTACHMENTS, Address, parse_address_header, parse_mail
 
 PNG = bytes(range(256)) * 3  # every byte value: any text decoding on the way would show
 
@@ -378,6 +378,29 @@ def test_uuencoded_block_in_a_plain_body_becomes_an_attachment() -> None:
     assert parsed.text_body is not None
     assert "begin 644" not in parsed.text_body
     assert "Bye" in parsed.text_body
+
+
+def test_a_message_of_thousands_of_tiny_parts_keeps_the_first_files_and_says_how_many_more() -> None:
+    parts = "".join(
+        f"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=f{n}.bin\n\n{n}\n"
+        # Broken parts too: their defects must not crowd out the one that says files were left out.
+        + "--b\nContent-Type: video/quicktime\nContent-Transfer-Encoding: base64\n\nQUJDR\n"
+        for n in range(MAX_ATTACHMENTS)
+    )
+    parsed = parse_mail(mail('Content-Type: multipart/mixed; boundary="b"', f"{parts}--b--\n"))
+    assert len(parsed.attachments) == MAX_ATTACHMENTS
+    assert [a.filename for a in parsed.attachments[:4:2]] == ["f0.bin", "f1.bin"]
+    assert parsed.defects[0] == (
+        f"{MAX_ATTACHMENTS} more attachments were not stored as files (at most {MAX_ATTACHMENTS} are);"
+        " the raw message has them all"
+    )
+
+
+def test_uuencoded_blocks_past_the_file_limit_are_counted_too() -> None:
+    block = b"begin 644 data.bin\n" + binascii.b2a_uu(PNG[:45]) + b"`\nend\n"
+    parsed = parse_mail(mail("Subject: old school", block * (MAX_ATTACHMENTS + 3)))
+    assert len(parsed.attachments) == MAX_ATTACHMENTS
+    assert parsed.defects[0].startswith("3 more attachments were not stored as files")
 
 
 def test_base64_with_an_impossible_length_is_decoded_like_mail_clients_do() -> None:
