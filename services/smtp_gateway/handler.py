@@ -34,8 +34,8 @@ class GatewayHandler:
         self._store = store
         self._enqueuer = enqueuer
         self._anvil = anvil
-        # Accepted recipients of each open transaction, by lower-cased address.
-        self._recipients: weakref.WeakKeyDictionary[Envelope, dict[str, Recipient]] = weakref.WeakKeyDictionary()
+        # Accepted recipients of each open transaction, by user: one copy of a message per mailbox.
+        self._recipients: weakref.WeakKeyDictionary[Envelope, dict[uuid.UUID, Recipient]] = weakref.WeakKeyDictionary()
         # Envelopes between MAIL and the end of DATA; a reset or closed session drops its envelope, and with it the
         # entry. Shutdown waits for this set to empty before it closes sessions.
         self.open_transactions: weakref.WeakSet[Envelope] = weakref.WeakSet()
@@ -58,11 +58,6 @@ class GatewayHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         accepted = self._recipients.setdefault(envelope, {})
-        if address.lower() in accepted:
-            return "250 2.1.5 OK"  # the same mailbox twice gets the message once
-        max_recipients = self._anvil.limits.max_recipients
-        if max_recipients and len(accepted) >= max_recipients:
-            return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest in another transaction
         local_part, _, domain = address.rpartition("@")
         if domain.lower() != self._bcc_domain or not local_part:
             return RELAY_DENIED
@@ -75,8 +70,15 @@ class GatewayHandler:
             return TRY_LATER
         if recipient is None:
             return UNKNOWN_MAILBOX
+        if recipient.user_id in accepted:
+            # The same mailbox again, under any of its addresses, gets the message once (tagged by the first):
+            # a copy per sub-address would let one message be stored a thousand times over.
+            return "250 2.1.5 OK"
+        max_recipients = self._anvil.limits.max_recipients
+        if max_recipients and len(accepted) >= max_recipients:
+            return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest in another transaction
         envelope.rcpt_tos.append(address)
-        accepted[address.lower()] = recipient
+        accepted[recipient.user_id] = recipient
         return "250 2.1.5 OK"
 
     async def handle_DATA(  # noqa: N802 -- aiosmtpd's hook names

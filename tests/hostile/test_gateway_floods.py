@@ -4,12 +4,15 @@ accepted, and leaves the gateway serving everybody else."""
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import directory
+from shared.db import transaction
 from tests.conftest import Tenant
 from tests.hostile.conftest import (
     CONNECTIONS_PER_MINUTE,
@@ -54,23 +57,50 @@ def test_address_harvesting_is_cut_off_after_the_hard_error_limit(
     ordinary_mail_arrives(hostile, tenant, hostile_api)
 
 
+def colleagues(sessions: sessionmaker[Session], tenant: Tenant, count: int) -> list[str]:
+    """Smart-BCC addresses of `count` more users of the tenant's account."""
+    with transaction(sessions) as session:
+        users = [
+            directory.create_user(session, tenant.account_id, f"colleague{n}.{uuid.uuid4().hex[:6]}@acme.example", None)
+            for n in range(count)
+        ]
+        return [directory.bcc_address(user, "bcc.mailroom.localhost") for user in users]
+
+
 def test_recipients_past_the_limit_get_452_and_the_accepted_ones_are_stored(
     hostile: Stack, tenant: Tenant, hostile_api: httpx.Client, sessions: sessionmaker[Session]
 ) -> None:
-    local_part, domain = tenant.bcc_address.split("@")
+    *team, one_too_many = colleagues(sessions, tenant, MAX_RECIPIENTS + 1)
     with RawSMTP(hostile.smtp_port, source=new_client_address()) as smtp:
         start_transaction(smtp, tenant.user_email)
-        for n in range(MAX_RECIPIENTS):
-            assert smtp.command(f"RCPT TO:<{local_part}+tag{n}@{domain}>") == (250, "2.1.5 OK")
-        assert smtp.command(f"RCPT TO:<{local_part}+one-too-many@{domain}>") == (452, "4.5.3 Too many recipients")
+        for address in team:
+            assert smtp.command(f"RCPT TO:<{address}>") == (250, "2.1.5 OK")
+        assert smtp.command(f"RCPT TO:<{one_too_many}>") == (452, "4.5.3 Too many recipients")
         code, reply = send_data(smtp, mail_bytes(tenant, "Many recipients"))
     assert code == 250
     # One line whatever the number of recipients: three ids, then how many more.
     assert reply.startswith("2.0.0 queued as ")
     assert reply.endswith(f" and {MAX_RECIPIENTS - 3} more")
     rows = inbound_rows(sessions, tenant)
-    assert sorted(row.envelope_to for row in rows) == sorted(f"{local_part}+tag{n}@{domain}" for n in range(5))
+    assert sorted(row.envelope_to for row in rows) == sorted(team)
     assert {row.status for row in rows} <= {"received", "processed"}
+    ordinary_mail_arrives(hostile, tenant, hostile_api)
+
+
+def test_one_message_to_many_sub_addresses_of_one_mailbox_is_stored_once(
+    hostile: Stack, tenant: Tenant, hostile_api: httpx.Client, sessions: sessionmaker[Session]
+) -> None:
+    """A copy per sub-address would let one 25 MB message be stored a thousand times (the recipient limit)."""
+    local_part, domain = tenant.bcc_address.split("@")
+    with RawSMTP(hostile.smtp_port, source=new_client_address()) as smtp:
+        start_transaction(smtp, tenant.user_email)
+        for n in range(MAX_RECIPIENTS * 4):  # past the recipient limit: they are one mailbox
+            assert smtp.command(f"RCPT TO:<{local_part}+tag{n}@{domain}>") == (250, "2.1.5 OK")
+        code, reply = send_data(smtp, mail_bytes(tenant, "Tagged twenty times"))
+    assert code == 250
+    [row] = inbound_rows(sessions, tenant)
+    assert reply == f"2.0.0 queued as {row.id}"
+    assert row.envelope_to == f"{local_part}+tag0@{domain}"  # the first address says where it goes
     ordinary_mail_arrives(hostile, tenant, hostile_api)
 
 
