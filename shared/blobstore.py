@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -44,15 +43,12 @@ class LocalBlobStore:
         if path.exists():
             return sha256
         created = _make_dirs(path.parent)
-        partial = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False)  # noqa: SIM115
+        partial = path.parent / f".partial-{uuid.uuid4().hex}"
         try:
-            with partial:
-                partial.write(content)
-                partial.flush()
-                os.fsync(partial.fileno())
-            Path(partial.name).replace(path)
+            _write_durably(partial, content)
+            partial.replace(path)
         except BaseException:
-            Path(partial.name).unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
         for directory in (path.parent, *created):
             _fsync_directory(directory)
@@ -74,6 +70,20 @@ def _make_dirs(directory: Path) -> list[Path]:
         current = current.parent
     directory.mkdir(parents=True, exist_ok=True)
     return [path.parent for path in missing]
+
+
+def _write_durably(path: Path, content: bytes) -> None:
+    """A new file (private to this user, as `tempfile` makes them) with these bytes, fsynced. Plain descriptor
+    calls: a `NamedTemporaryFile`, whose wrapper re-wraps a method on every attribute access, cost a fifth of a
+    blob's CPU (the fsyncs cost most of the rest)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        unwritten = memoryview(content)
+        while unwritten:
+            unwritten = unwritten[os.write(descriptor, unwritten) :]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _fsync_directory(directory: Path) -> None:
