@@ -28,6 +28,8 @@ from shared.broker import webhook_deliver
 from shared.db import DirectSql, execute_direct
 from shared.models import (
     CreatedFrom,
+    Draft,
+    DraftStatus,
     MessageKind,
     PersonRule,
     ThreadDealRule,
@@ -89,6 +91,67 @@ class MessageHeld(WebhookPayload):
     inbound_id: uuid.UUID
     user_id: uuid.UUID
     reason: str
+
+
+class DraftChanged(WebhookPayload):
+    """A draft reached the status its event names. One shape for all of them; `reason` is the owner's reason for a
+    rejection, or the relay's last error for a failure."""
+
+    draft_id: uuid.UUID
+    thread_id: uuid.UUID
+    status: DraftStatus
+    user_id: uuid.UUID  # sent as this user, who approves it
+    author_user_id: uuid.UUID | None
+    decided_by_user_id: uuid.UUID | None
+    reason: str | None = None
+
+    @staticmethod
+    def of(draft: Draft) -> DraftChanged:
+        reasons = {DraftStatus.rejected: draft.rejection_reason, DraftStatus.failed: draft.last_error}
+        return _DRAFT_EVENTS[draft.status](
+            draft_id=draft.id,
+            thread_id=draft.thread_id,
+            status=draft.status,
+            user_id=draft.user_id,
+            author_user_id=draft.author_user_id,
+            decided_by_user_id=draft.decided_by_user_id,
+            reason=reasons.get(draft.status),
+        )
+
+
+class DraftPendingApproval(DraftChanged):
+    event: ClassVar[WebhookEvent] = WebhookEvent.draft_pending_approval
+
+
+class DraftApproved(DraftChanged):
+    event: ClassVar[WebhookEvent] = WebhookEvent.draft_approved
+
+
+class DraftRejected(DraftChanged):
+    event: ClassVar[WebhookEvent] = WebhookEvent.draft_rejected
+
+
+class DraftSent(DraftChanged):
+    event: ClassVar[WebhookEvent] = WebhookEvent.draft_sent
+
+
+class DraftFailed(DraftChanged):
+    event: ClassVar[WebhookEvent] = WebhookEvent.draft_failed
+
+
+_DRAFT_EVENTS: dict[DraftStatus, type[DraftChanged]] = {
+    DraftStatus.pending_approval: DraftPendingApproval,
+    DraftStatus.approved: DraftApproved,
+    DraftStatus.rejected: DraftRejected,
+    DraftStatus.sent: DraftSent,
+    DraftStatus.failed: DraftFailed,
+}
+
+
+def emit_draft_status(session: Session, draft: Draft) -> None:
+    """The event of the status the draft has just reached (none for `draft`: editing is the author's own)."""
+    if draft.status in _DRAFT_EVENTS:
+        emit(session, draft.account_id, DraftChanged.of(draft))
 
 
 class WebhookSettings(BaseModel):

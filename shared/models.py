@@ -788,6 +788,12 @@ class WebhookEvent(enum.StrEnum):
     person_created = "person.created"
     disambiguation_created = "disambiguation.created"
     message_held = "message.held"
+    # A draft reached this status (named after it): a teammate asks the owner, the owner decides, the relay sends.
+    draft_pending_approval = "draft.pending_approval"
+    draft_approved = "draft.approved"
+    draft_rejected = "draft.rejected"
+    draft_sent = "draft.sent"
+    draft_failed = "draft.failed"
 
 
 class WebhookSubscription(Id, Created, Base):

@@ -32,7 +32,7 @@ from shared import outbound
 from shared.broker import ActorName, Queue, draft_send, inbound_received
 from shared.db import transaction
 from shared.directory import bcc_address
-from shared.events import enqueue_after_commit
+from shared.events import emit_draft_status, enqueue_after_commit
 from shared.models import Draft, DraftStatus, InboundMessage, InboundStatus, User
 from shared.outbound import OutboundError, OutboundNotConfiguredError
 from shared.settings import Settings
@@ -169,11 +169,13 @@ class DraftSender:
                 draft.last_error = None
                 draft.next_attempt_at = None
                 draft.sent_inbound_id = self._store_sent_copy(session, draft, message)
+                emit_draft_status(session, draft)
             else:
                 draft.last_error = failure.reason
                 if failure.permanent or attempts >= self.policy.max_attempts:
                     draft.status = DraftStatus.failed
                     draft.next_attempt_at = None
+                    emit_draft_status(session, draft)
                 else:
                     retry_in = self.policy.backoff(attempts)
                     draft.next_attempt_at = now + timedelta(seconds=retry_in)

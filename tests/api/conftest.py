@@ -37,6 +37,7 @@ from shared.models import (
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
 from tests.support.servers import checkout_database_name, database_url, postgres_admin_url, recreate_database, redis_url
 from tests.support.stack import Stack
+from tests.support.webhooks import Receiver, running_receiver
 
 WEBHOOK_BACKOFF_SECONDS = 0.5
 WEBHOOK_MAX_ATTEMPTS = 3
@@ -108,6 +109,12 @@ def api(api_stack: Stack, tenant: Tenant) -> Iterator[httpx.Client]:
 def stranger_api(api_stack: Stack, stranger: Tenant) -> Iterator[httpx.Client]:
     with client(api_stack, stranger.token) as http:
         yield http
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from shared.models import InboundMessage, Message
 from tests.conftest import Infra, Tenant, new_tenant, stack_env
 from tests.support.servers import free_port
 from tests.support.stack import Stack, make_mail, send, wait_for
+from tests.support.webhooks import Receiver, subscribe
 
 pytestmark = pytest.mark.xdist_group("drafts-sending")
 
@@ -90,6 +91,7 @@ def sending_stack(infra: Infra, relay: Relay, tmp_path_factory: pytest.TempPathF
         draft_send_backoff_seconds="0.3",
         draft_send_max_attempts="4",
         draft_send_lease_seconds="20",
+        webhook_allow_private_targets="true",  # the test's receiver listens on 127.0.0.1
     )
     running = Stack(env=env, log_dir=data_dir)
     running.start("gateway", "worker", "api")
@@ -254,3 +256,57 @@ def test_a_refused_recipient_fails_the_draft_for_good_and_keeps_it(
     retried = office.owner.post(f"/v1/drafts/{draft['id']}/retry").json()
     assert (retried["status"], retried["attempts"]) == ("approved", 0)
     assert _settled(office, draft["id"])["status"] == "failed"
+
+
+DRAFT_EVENTS = ["draft.pending_approval", "draft.approved", "draft.rejected", "draft.sent", "draft.failed"]
+
+
+def test_each_status_a_draft_reaches_is_told_to_webhooks(
+    sending_stack: Stack, relay: Relay, office: Office, receiver: Receiver
+) -> None:
+    """The owner's tool learns that a reply waits for them; the author's learns the decision and the outcome."""
+    subscribe(office.admin, receiver, DRAFT_EVENTS)
+    thread_id, _ = _thread_started_by_the_user(sending_stack, office)
+    draft = office.teammate.post("/v1/drafts", json={"thread_id": thread_id, "body": "Signed?"}).json()
+    office.teammate.post(f"/v1/drafts/{draft['id']}/submit")
+    office.owner.post(f"/v1/drafts/{draft['id']}/reject", json={"reason": "Say thanks first."})
+    office.teammate.patch(f"/v1/drafts/{draft['id']}", json={"body": "Thanks for the call! Signed?"})
+    office.teammate.post(f"/v1/drafts/{draft['id']}/submit")
+    office.owner.post(f"/v1/drafts/{draft['id']}/approve")
+    assert _settled(office, draft["id"])["status"] == "sent"
+
+    wait_for(lambda: len(receiver.received) == 5, what="five draft events at the receiver")
+    # Deliveries run side by side, so they may arrive in any order; `created_at` orders the events.
+    events = sorted(receiver.received, key=lambda event: str(event["created_at"]))
+    assert [event["type"] for event in events] == [
+        "draft.pending_approval",
+        "draft.rejected",
+        "draft.pending_approval",
+        "draft.approved",
+        "draft.sent",
+    ]
+    teammate_id = office.admin.get("/v1/drafts/" + draft["id"]).json()["author_user_id"]
+    owner_id = str(office.tenant.user_id)
+    common = {"draft_id": draft["id"], "thread_id": thread_id, "user_id": owner_id, "author_user_id": teammate_id}
+    pending, rejected, _, approved, sent = (event["data"] for event in events)
+    assert pending == {**common, "status": "pending_approval", "decided_by_user_id": None, "reason": None}
+    assert rejected == {**common, "status": "rejected", "decided_by_user_id": owner_id, "reason": "Say thanks first."}
+    assert approved == {**common, "status": "approved", "decided_by_user_id": owner_id, "reason": None}
+    assert sent == {**common, "status": "sent", "decided_by_user_id": owner_id, "reason": None}
+    assert receiver.rejected == 0
+
+
+def test_a_draft_that_fails_for_good_is_told_to_webhooks_with_the_relays_answer(
+    sending_stack: Stack, relay: Relay, office: Office, receiver: Receiver
+) -> None:
+    subscribe(office.admin, receiver, ["draft.failed", "draft.sent"])
+    thread_id, _ = _thread_started_by_the_user(sending_stack, office)
+    draft = _approved(office, thread_id, to=[REFUSED])
+    assert _settled(office, draft["id"])["status"] == "failed"
+
+    [failed] = wait_for(lambda: receiver.events("draft.failed"), what="draft.failed at the receiver")
+    assert failed["data"]["draft_id"] == draft["id"]
+    assert failed["data"]["status"] == "failed"
+    assert "550" in failed["data"]["reason"]
+    assert REFUSED in failed["data"]["reason"]
+    assert receiver.types() == ["draft.failed"]  # only what the subscription asked for

@@ -2,88 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.conftest import WEBHOOK_MAX_ATTEMPTS, MailStore
 from tests.support.stack import wait_for
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver as a customer would write it: its own HTTP server and its own signature check."""
-
-    url: str = ""
-    secret: str = ""
-    failures_left: int = 0  # answer 500 this many times first
-    received: list[dict[str, Any]] = field(default_factory=list)
-    rejected: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def verify(self, headers: Any, body: bytes) -> bool:
-        parts = dict(item.split("=", 1) for item in headers["Mailroom-Signature"].split(","))
-        timestamp = int(parts["t"])
-        expected = hmac.new(self.secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-        return abs(time.time() - timestamp) < 300 and hmac.compare_digest(expected, parts["v1"])
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [e for e in self.received if e["type"] == kind]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                if state.failures_left > 0:
-                    state.failures_left -= 1
-                    status = 500
-                elif not state.verify(self.headers, body):
-                    state.rejected += 1
-                    status = 401
-                else:
-                    state.received.append({**json.loads(body), "_headers": dict(self.headers)})
-                    status = 204
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/mailroom"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-def _subscribe(api: httpx.Client, receiver: Receiver, events: list[str]) -> dict[str, Any]:
-    created = api.post("/v1/webhooks", json={"url": receiver.url, "events": events, "description": "CRM sync"})
-    assert created.status_code == 201, created.text
-    webhook: dict[str, Any] = created.json()
-    assert webhook["secret"].startswith("whsec_")
-    receiver.secret = webhook["secret"]
-    return webhook
+from tests.support.webhooks import Receiver, subscribe
 
 
 def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore, receiver: Receiver) -> None:
-    webhook = _subscribe(api, receiver, ["person.created", "thread.linked"])
+    webhook = subscribe(api, receiver, ["person.created", "thread.linked"])
     assert "secret" not in api.get(f"/v1/webhooks/{webhook['id']}").json()
 
     jane = api.post("/v1/persons", json={"name": "Jane", "phone": "+1 555 0100"}).json()
@@ -132,7 +61,7 @@ def test_events_arrive_signed_and_are_logged(api: httpx.Client, mail: MailStore,
 def test_a_failing_receiver_gets_retries_then_a_redelivery(
     api: httpx.Client, mail: MailStore, receiver: Receiver
 ) -> None:
-    webhook = _subscribe(api, receiver, ["person.created"])
+    webhook = subscribe(api, receiver, ["person.created"])
     receiver.failures_left = 1
     api.post("/v1/persons", json={"name": "Retry me", "phone": "+1 555 0100"})
 
@@ -172,7 +101,7 @@ def test_a_failing_receiver_gets_retries_then_a_redelivery(
 
 
 def test_subscription_management_and_validation(api: httpx.Client, receiver: Receiver) -> None:
-    webhook = _subscribe(api, receiver, ["message.stored"])
+    webhook = subscribe(api, receiver, ["message.stored"])
     assert api.post("/v1/webhooks", json={"url": "ftp://x.example/", "events": ["message.stored"]}).status_code == 422
     assert api.post("/v1/webhooks", json={"url": receiver.url, "events": ["nope"]}).status_code == 422
     assert api.post("/v1/webhooks", json={"url": receiver.url, "events": []}).status_code == 422

@@ -21,7 +21,7 @@ from services.api.pagination import page_rows, paginate
 from services.api.problems import Problem, conflict, invalid, not_found
 from shared.account_settings import AccountSettings
 from shared.broker import draft_send
-from shared.events import enqueue_after_commit
+from shared.events import emit_draft_status, enqueue_after_commit
 from shared.models import Account, Draft, DraftStatus, Message, TokenScope, User
 
 EDITABLE = frozenset({DraftStatus.draft, DraftStatus.rejected})
@@ -148,9 +148,9 @@ def submit_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft
     account = session.get_one(Account, caller.account_id)
     if AccountSettings.of(account.settings).ask_before_sending and caller.user_id != draft.user_id:
         draft.status = DraftStatus.pending_approval
-        return _flushed(session, draft)
+        return _status_changed(session, draft)
     _approve(session, caller, draft, now)
-    return _flushed(session, draft)
+    return _status_changed(session, draft)
 
 
 def approve_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft:
@@ -159,7 +159,7 @@ def approve_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draf
     if draft.status != DraftStatus.pending_approval:
         raise conflict(f"Only a draft waiting for approval can be approved; this one is `{draft.status}`.")
     _approve(session, caller, draft, datetime.now(UTC))
-    return _flushed(session, draft)
+    return _status_changed(session, draft)
 
 
 def reject_draft(session: Session, caller: Caller, draft_id: uuid.UUID, reason: str | None) -> Draft:
@@ -171,7 +171,7 @@ def reject_draft(session: Session, caller: Caller, draft_id: uuid.UUID, reason: 
     draft.decided_at = datetime.now(UTC)
     draft.decided_by_user_id = caller.user_id
     draft.rejection_reason = reason
-    return _flushed(session, draft)
+    return _status_changed(session, draft)
 
 
 def retry_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft:
@@ -182,7 +182,7 @@ def retry_draft(session: Session, caller: Caller, draft_id: uuid.UUID) -> Draft:
         raise conflict(f"Only a failed draft can be retried; this one is `{draft.status}`.")
     draft.attempts = 0
     _queue(session, draft)
-    return _flushed(session, draft)
+    return _status_changed(session, draft)
 
 
 def _approve(session: Session, caller: Caller, draft: Draft, now: datetime) -> None:
@@ -238,6 +238,12 @@ def _reply_recipients(last: Message | None, owner: User) -> list[str]:
 def _reply_subject(subject: str | None) -> str:
     subject = (subject or "").strip()
     return subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
+
+
+def _status_changed(session: Session, draft: Draft) -> Draft:
+    """Tell the webhooks (in this transaction) which status the draft reached."""
+    emit_draft_status(session, draft)
+    return _flushed(session, draft)
 
 
 def _flushed(session: Session, draft: Draft) -> Draft:

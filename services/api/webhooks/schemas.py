@@ -11,14 +11,14 @@ from shared.models import WebhookDeliveryStatus, WebhookEvent
 
 class WebhookIn(Schema):
     url: str = Field(min_length=8, max_length=2000, description="An http(s) URL that accepts POSTed JSON.")
-    events: list[WebhookEvent] = Field(min_length=1, max_length=5)
+    events: list[WebhookEvent] = Field(min_length=1, max_length=len(WebhookEvent))
     description: str | None = Field(default=None, max_length=500)
     active: bool = True
 
 
 class WebhookPatch(Schema):
     url: str | None = Field(default=None, min_length=8, max_length=2000)
-    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=5)
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=len(WebhookEvent))
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
 
