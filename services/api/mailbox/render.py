@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,7 @@ from services.api.mailbox.schemas import (
     SenderAuthenticationOut,
     ThreadSummary,
 )
-from services.api.mailbox.service import MessageLinks, message_links, shown_deal_ids, thread_stats
+from services.api.mailbox.service import MessageRow, persons_by_address, shown_deal_ids, thread_stats
 from shared.models import Attachment, Message, MessagePersonRole, Thread
 
 
@@ -45,71 +46,78 @@ def file_out(attachment: Attachment, message: Message) -> FileOut:
 
 
 def messages_out(
-    session: Session, caller: Caller, messages: Sequence[Message], *, allow_remote: bool = False
+    session: Session, caller: Caller, messages: Sequence[MessageRow], *, allow_remote: bool = False
 ) -> list[MessageOut]:
     if not messages:
         return []
-    links = message_links(session, caller, messages)
-    return [_message(m, links, allow_remote) for m in messages]
+    addresses = {
+        address.lower()
+        for m in messages
+        for address in [m["from_address"] or "", *(a.get("address", "") for a in [*m["to"], *m["cc"]])]
+        if address
+    }
+    people = persons_by_address(session, caller, addresses)
+    return [_message(m, people, allow_remote) for m in messages]
 
 
-def _message(m: Message, links: MessageLinks, allow_remote: bool) -> MessageOut:
+def _message(m: MessageRow, people: dict[str, str], allow_remote: bool) -> MessageOut:
     forwarded = None
-    if m.forwarded_by_user_id is not None or m.forwarded_at is not None:
+    if m["forwarded_by_user_id"] is not None or m["forwarded_at"] is not None:
         forwarded = Forwarded(
-            by_user_id=sid(m.forwarded_by_user_id), at=m.forwarded_at, confidence=m.forward_confidence
+            by_user_id=m["forwarded_by_user_id"], at=m["forwarded_at"], confidence=m["forward_confidence"]
         )
+    from_name, from_address, to, cc, html_body = m["from_name"], m["from_address"], m["to"], m["cc"], m["html_body"]
     return MessageOut(
-        id=str(m.id),
-        thread_id=str(m.thread_id),
-        user_id=str(m.user_id),
-        message_id=m.message_id_header,
-        in_reply_to=m.in_reply_to,
-        references=list(m.references),
-        subject=m.subject,
-        sender=_sender(m),
-        to=[_address(a) for a in m.to],
-        cc=[_address(a) for a in m.cc],
-        participants=_participants(m, links),
-        sent_at=m.sent_at,
-        received_at=links.received_at.get(m.id, m.created_at),
-        direction=m.direction,
-        kind=m.kind,
-        kind_reason=m.kind_reason,
+        id=m["id"],
+        thread_id=m["thread_id"],
+        user_id=m["user_id"],
+        message_id=m["message_id_header"],
+        in_reply_to=m["in_reply_to"],
+        references=m["references"],
+        subject=m["subject"],
+        sender=EmailAddress(name=from_name, address=from_address) if from_address else None,
+        to=[_address(a) for a in to],
+        cc=[_address(a) for a in cc],
+        participants=_participants(from_name, from_address, to, cc, people),
+        sent_at=m["sent_at"],
+        received_at=m["received_at"],
+        direction=m["direction"],
+        kind=m["kind"],
+        kind_reason=m["kind_reason"],
         forwarded=forwarded,
-        authentication=SenderAuthenticationOut.of(m.auth_summary, m.auth_results),
-        text_body=m.text_body,
-        html_body=None if m.html_body is None else sanitize_html(m.html_body, allow_remote=allow_remote),
-        new_text=m.new_text,
-        attachments=[attachment_out(a) for a in links.attachments.get(m.id, [])],
-        person_ids=links.person_ids.get(m.id, []),
-        deal_id=sid(links.deal_ids.get(m.thread_id)),
-        defects=list(m.defects),
+        authentication=SenderAuthenticationOut.of(m["auth_summary"], m["auth_results"]),
+        text_body=m["text_body"],
+        html_body=None if html_body is None else sanitize_html(html_body, allow_remote=allow_remote),
+        new_text=m["new_text"],
+        attachments=[AttachmentOut(**a) for a in m["attachments"] or ()],
+        person_ids=m["person_ids"] or [],
+        deal_id=m["deal_id"],
+        defects=m["defects"],
     )
 
 
-def _participants(m: Message, links: MessageLinks) -> list[Participant]:
-    people = links.persons_by_address
+def _participants(
+    from_name: str | None,
+    from_address: str | None,
+    to: list[dict[str, Any]],
+    cc: list[dict[str, Any]],
+    people: dict[str, str],
+) -> list[Participant]:
     found: list[Participant] = []
-    if m.from_address:
+    if from_address:
         found.append(
             Participant(
                 role=MessagePersonRole.from_,
-                name=m.from_name,
-                address=m.from_address,
-                person_id=sid(people.get(m.from_address.lower())),
+                name=from_name,
+                address=from_address,
+                person_id=people.get(from_address.lower()),
             )
         )
-    for role, addresses in ((MessagePersonRole.to, m.to), (MessagePersonRole.cc, m.cc)):
+    for role, addresses in ((MessagePersonRole.to, to), (MessagePersonRole.cc, cc)):
         for a in addresses:
             address = str(a.get("address", ""))
             found.append(
-                Participant(
-                    role=role,
-                    name=a.get("name"),
-                    address=address,
-                    person_id=sid(people.get(address.lower())),
-                )
+                Participant(role=role, name=a.get("name"), address=address, person_id=people.get(address.lower()))
             )
     return found
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from sqlalchemy.types import TypeEngine
 
@@ -43,10 +44,13 @@ from services.api.pagination import decode_feed_cursor, encode_feed_cursor, page
 from services.api.problems import not_found
 from shared.models import (
     Attachment,
+    AuthSummary,
     Deal,
+    Direction,
     InboundMessage,
     Lead,
     Message,
+    MessageKind,
     MessagePerson,
     Organization,
     Person,
@@ -258,13 +262,12 @@ def thread_stats(session: Session, threads: Sequence[Thread]) -> dict[uuid.UUID,
     }
 
 
-def thread_messages(session: Session, caller: Caller, thread_id: uuid.UUID) -> list[Message]:
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.account_id == caller.account_id, Message.thread_id == thread_id)
-            .order_by(Message.sent_at.asc().nulls_last(), Message.created_at, Message.id)
-        ).all()
+def thread_messages(session: Session, caller: Caller, thread_id: uuid.UUID) -> list[MessageRow]:
+    return _message_rows(
+        session,
+        _rendered_messages(caller)
+        .where(Message.account_id == caller.account_id, Message.thread_id == thread_id)
+        .order_by(Message.sent_at.asc().nulls_last(), Message.created_at, Message.id),
     )
 
 
@@ -275,21 +278,155 @@ def set_visibility(thread: Thread, visibility: ThreadVisibility) -> None:
 # --- messages --------------------------------------------------------------------------------------------------
 
 
+class MessageRow(TypedDict):
+    """A message as its page renders it: its columns and its links, all but the persons of its addresses
+    (`persons_by_address`). Ids come as text, as the API shows them."""
+
+    id: str
+    thread_id: str
+    user_id: str
+    message_id_header: str
+    in_reply_to: str | None
+    references: list[str]
+    subject: str | None
+    from_name: str | None
+    from_address: str | None
+    to: list[dict[str, Any]]
+    cc: list[dict[str, Any]]
+    sent_at: datetime | None
+    direction: Direction
+    kind: MessageKind
+    kind_reason: str | None
+    forwarded_by_user_id: str | None
+    forwarded_at: datetime | None
+    forward_confidence: float | None
+    auth_summary: AuthSummary | None
+    auth_results: dict[str, Any] | None
+    text_body: str | None
+    html_body: str | None
+    new_text: str | None
+    defects: list[str]
+    feed_xid: int
+    created_at: datetime
+    # The links, read by subqueries of the same statement: a page takes two statements (this one and
+    # `persons_by_address`), not one per kind of link.
+    attachments: list[dict[str, Any]] | None  # AttachmentOut's fields, in the order the sender attached them
+    person_ids: list[str] | None  # sorted
+    received_at: datetime  # when the first delivery arrived; when stored, for mail that came otherwise
+    deal_id: str | None  # the thread's deal; None also when it is hidden from the caller
+
+
+def _rendered_messages(caller: Caller) -> Select[*tuple[Any, ...]]:
+    """Messages as `MessageRow`s, their links read by correlated subqueries; the caller adds the conditions (the
+    account, the caller's visibility) and the order."""
+    account_id = caller.account_id
+    attachments = (
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "id",
+                        Attachment.id,
+                        "message_id",
+                        Attachment.message_id,
+                        "filename",
+                        Attachment.filename,
+                        "content_type",
+                        Attachment.content_type,
+                        "size",
+                        Attachment.size,
+                        "sha256",
+                        Attachment.sha256,
+                        "content_id",
+                        Attachment.content_id,
+                    ),
+                    # One message's attachments share a creation time (one transaction); the position orders them.
+                    Attachment.created_at,
+                    Attachment.position,
+                    Attachment.id,
+                )
+            )
+        )
+        .where(Attachment.account_id == account_id, Attachment.message_id == Message.id)
+        .scalar_subquery()
+    )
+    # Ordered as uuids, which is the order of their text (fixed-width lowercase hex) in any collation.
+    person_ids = (
+        select(
+            func.array_agg(aggregate_order_by(MessagePerson.person_id.distinct(), MessagePerson.person_id)).cast(
+                ARRAY(Text)
+            )
+        )
+        .where(MessagePerson.account_id == account_id, MessagePerson.message_id == Message.id)
+        .scalar_subquery()
+    )
+    first_received = (
+        select(func.min(InboundMessage.received_at))
+        .where(InboundMessage.account_id == account_id, InboundMessage.message_id == Message.id)
+        .scalar_subquery()
+    )
+    deal_id = select(Thread.deal_id).where(Thread.account_id == account_id, Thread.id == Message.thread_id)
+    if caller.user_id is not None:
+        # As in `shown_deal_ids`: a deal hidden from the caller is shown as none.
+        deal_id = deal_id.join(Deal, Deal.id == Thread.deal_id).where(
+            Deal.account_id == account_id, deal_visible(caller)
+        )
+    # Ids as text, the form the API shows them in: cheaper than a uuid.UUID per id and its str() per row.
+    return select(
+        Message.id.cast(Text).label("id"),
+        Message.thread_id.cast(Text).label("thread_id"),
+        Message.user_id.cast(Text).label("user_id"),
+        Message.message_id_header,
+        Message.in_reply_to,
+        Message.references,
+        Message.subject,
+        Message.from_name,
+        Message.from_address,
+        Message.to,
+        Message.cc,
+        Message.sent_at,
+        Message.direction,
+        Message.kind,
+        Message.kind_reason,
+        Message.forwarded_by_user_id.cast(Text).label("forwarded_by_user_id"),
+        Message.forwarded_at,
+        Message.forward_confidence,
+        Message.auth_summary,
+        Message.auth_results,
+        Message.text_body,
+        Message.html_body,
+        Message.new_text,
+        Message.defects,
+        Message.feed_xid,
+        Message.created_at,
+        attachments.label("attachments"),
+        person_ids.label("person_ids"),
+        func.coalesce(first_received, Message.created_at).label("received_at"),
+        deal_id.scalar_subquery().cast(Text).label("deal_id"),
+    )
+
+
+def _message_rows(session: Session, query: Select[*tuple[Any, ...]]) -> list[MessageRow]:
+    # Read-only mappings with `MessageRow`'s keys (SQLAlchemy types a select this wide as a tuple of Any). Keys, not
+    # a Row's attributes: reading an attribute of a Row costs four times as much, and a page reads thousands.
+    return cast(list[MessageRow], list(session.execute(query).mappings().all()))
+
+
 def list_messages(
     session: Session, caller: Caller, thread_id: uuid.UUID | None, cursor: str | None, limit: int
-) -> tuple[list[Message], str | None]:
-    query = select(Message).where(Message.account_id == caller.account_id, message_visible(caller))
+) -> tuple[list[MessageRow], str | None]:
+    query = _rendered_messages(caller).where(Message.account_id == caller.account_id, message_visible(caller))
     if thread_id is not None:
         query = query.where(Message.thread_id == thread_id)
-    rows = session.scalars(paginate(query, Message.created_at, Message.id, cursor, limit)).all()
-    return page_rows(rows, limit, lambda m: (m.created_at, m.id))
+    rows = _message_rows(session, paginate(query, Message.created_at, Message.id, cursor, limit))
+    return page_rows(rows, limit, lambda m: (m["created_at"], uuid.UUID(m["id"])))
 
 
 # Every transaction with a smaller id has ended (committed or rolled back): no message can still appear below it.
 _FEED_HORIZON = text("pg_snapshot_xmin(pg_current_snapshot())")
 
 
-def message_feed(session: Session, caller: Caller, cursor: str | None, limit: int) -> tuple[list[Message], str]:
+def message_feed(session: Session, caller: Caller, cursor: str | None, limit: int) -> tuple[list[MessageRow], str]:
     """The account's messages in the order they became visible, oldest first, from `cursor` on; and the cursor to
     read on from (the same one when nothing new is there yet).
 
@@ -298,7 +435,7 @@ def message_feed(session: Session, caller: Caller, cursor: str | None, limit: in
     transaction id and stops short of the oldest transaction still running, so what a client has read past never
     changes: every message shows up exactly once, at most one running transaction later.
     """
-    query = select(Message).where(
+    query = _rendered_messages(caller).where(
         Message.account_id == caller.account_id, message_visible(caller), Message.feed_xid < _FEED_HORIZON
     )
     if cursor is not None:
@@ -307,29 +444,36 @@ def message_feed(session: Session, caller: Caller, cursor: str | None, limit: in
             tuple_(Message.feed_xid, Message.id)
             > tuple_(text("CAST(:after_transaction AS xid8)"), literal(after_id, Uuid())).self_group()
         ).params(after_transaction=str(after_transaction))
-    rows = list(session.scalars(query.order_by(Message.feed_xid, Message.id).limit(limit)).all())
+    rows = _message_rows(session, query.order_by(Message.feed_xid, Message.id).limit(limit))
     if rows:
-        return rows, encode_feed_cursor(rows[-1].feed_xid, rows[-1].id)
+        return rows, encode_feed_cursor(rows[-1]["feed_xid"], uuid.UUID(rows[-1]["id"]))
     return rows, cursor or encode_feed_cursor(0, uuid.UUID(int=0))
 
 
-def get_message(session: Session, caller: Caller, message_id: uuid.UUID) -> Message:
-    message = session.scalars(
-        select(Message).where(
+def get_message(session: Session, caller: Caller, message_id: uuid.UUID) -> MessageRow:
+    rows = _message_rows(
+        session,
+        _rendered_messages(caller).where(
             Message.account_id == caller.account_id, Message.id == message_id, message_visible(caller)
-        )
-    ).one_or_none()
-    if message is None:
+        ),
+    )
+    if not rows:
         raise not_found("Message")
-    return message
+    return rows[0]
 
 
 def raw_message(session: Session, caller: Caller, message_id: uuid.UUID) -> bytes:
     """The bytes exactly as the gateway accepted them (the first delivery, if it came more than once)."""
-    message = get_message(session, caller, message_id)
+    visible = session.scalar(
+        select(Message.id).where(
+            Message.account_id == caller.account_id, Message.id == message_id, message_visible(caller)
+        )
+    )
+    if visible is None:
+        raise not_found("Message")
     raw = session.scalars(
         select(InboundMessage.raw)
-        .where(InboundMessage.account_id == caller.account_id, InboundMessage.message_id == message.id)
+        .where(InboundMessage.account_id == caller.account_id, InboundMessage.message_id == message_id)
         .order_by(InboundMessage.received_at, InboundMessage.id)
         .limit(1)
     ).first()
@@ -338,77 +482,16 @@ def raw_message(session: Session, caller: Caller, message_id: uuid.UUID) -> byte
     return raw
 
 
-@dataclass(frozen=True)
-class MessageLinks:
-    attachments: dict[uuid.UUID, list[Attachment]]
-    person_ids: dict[uuid.UUID, list[str]]
-    persons_by_address: dict[str, uuid.UUID]
-    deal_ids: dict[uuid.UUID, uuid.UUID | None]
-    received_at: dict[uuid.UUID, datetime]
-
-
-def message_links(session: Session, caller: Caller, messages: Sequence[Message]) -> MessageLinks:
-    """Everything needed to render these messages, in five queries whatever their number."""
-    account_id = caller.account_id
-    ids = [m.id for m in messages]
-    attachments: dict[uuid.UUID, list[Attachment]] = defaultdict(list)
-    for attachment in session.scalars(
-        # One message's attachments share a creation time (one transaction); the name keeps their order stable.
-        select(Attachment)
-        .where(Attachment.account_id == account_id, _among(Attachment.message_id, ids, Uuid()))
-        .order_by(Attachment.created_at, Attachment.position, Attachment.id)
-    ):
-        attachments[attachment.message_id].append(attachment)
-    person_ids: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for link in session.execute(
-        select(MessagePerson.message_id, MessagePerson.person_id).where(
-            MessagePerson.account_id == account_id, _among(MessagePerson.message_id, ids, Uuid())
-        )
-    ):
-        person_ids[link.message_id].add(str(link.person_id))
-    addresses = {
-        address.lower()
-        for m in messages
-        for address in [m.from_address or "", *(a.get("address", "") for a in [*m.to, *m.cc])]
-        if address
-    }
-    persons_by_address = dict(
+def persons_by_address(session: Session, caller: Caller, addresses: Iterable[str]) -> dict[str, str]:
+    """`{address: person id}` for those of the addresses that are a person's."""
+    return dict(
         session.execute(
-            select(PersonEmail.address, PersonEmail.person_id).where(
-                PersonEmail.account_id == account_id, _among(PersonEmail.address, addresses, Text())
+            select(PersonEmail.address, PersonEmail.person_id.cast(Text)).where(
+                PersonEmail.account_id == caller.account_id, _among(PersonEmail.address, addresses, Text())
             )
         )
         .tuples()
         .all()
-    )
-    thread_ids = {m.thread_id for m in messages}
-    deal_ids = shown_deal_ids(
-        session,
-        caller,
-        dict(
-            session.execute(
-                select(Thread.id, Thread.deal_id).where(
-                    Thread.account_id == account_id, _among(Thread.id, thread_ids, Uuid())
-                )
-            )
-            .tuples()
-            .all()
-        ),
-    )
-    received: dict[uuid.UUID, datetime] = {}
-    for row in session.execute(
-        select(InboundMessage.message_id, func.min(InboundMessage.received_at))
-        .where(InboundMessage.account_id == account_id, _among(InboundMessage.message_id, ids, Uuid()))
-        .group_by(InboundMessage.message_id)
-    ).tuples():
-        if row[0] is not None:
-            received[row[0]] = row[1]
-    return MessageLinks(
-        attachments=attachments,
-        person_ids={k: sorted(v) for k, v in person_ids.items()},
-        persons_by_address=persons_by_address,
-        deal_ids=deal_ids,
-        received_at=received,
     )
 
 
