@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -109,6 +110,35 @@ def rotate_bcc_address(session: Session, user: User) -> None:
 
 def bcc_address(user: User, bcc_domain: str) -> str:
     return f"{user.bcc_local_part}@{bcc_domain}"
+
+
+# What stands in for a Smart-BCC local part a reader may not see: as long as one, so no header line grows.
+HIDDEN_BCC_LOCAL_PART = "smart-bcc-hidden"
+
+
+def _bcc_addresses(bcc_domain: str) -> re.Pattern[bytes]:
+    """A Smart-BCC address in raw bytes (a sub-address too); group 1 is its local part."""
+    domain = re.escape(bcc_domain.encode())
+    return re.compile(rb"(?<![\w.+-])([a-z0-9]{16})(?=(?:\+[^\s@<>\"]{0,200})?@" + domain + rb"(?![\w.-]))", re.I)
+
+
+def bcc_local_parts_in(raw: bytes, bcc_domain: str) -> set[str]:
+    """The Smart-BCC local parts written in a message's bytes as addresses, lower-cased."""
+    return {found.decode().lower() for found in _bcc_addresses(bcc_domain).findall(raw)}
+
+
+def without_bcc_local_parts(raw: bytes, bcc_domain: str, hidden: set[str]) -> bytes:
+    """The bytes with these Smart-BCC local parts, where they are written as addresses, replaced by
+    `HIDDEN_BCC_LOCAL_PART` (whoever reads an address can put mail into that user's CRM). Addresses inside
+    encoded parts (base64, encoded words) stay as they are."""
+    if not hidden:
+        return raw
+
+    def hide(address: re.Match[bytes]) -> bytes:
+        local_part = address.group(1)
+        return HIDDEN_BCC_LOCAL_PART.encode() if local_part.decode().lower() in hidden else local_part
+
+    return _bcc_addresses(bcc_domain).sub(hide, raw)
 
 
 def tagged_bcc_address(bcc_local_part: str, bcc_domain: str, tag: str) -> str:

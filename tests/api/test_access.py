@@ -140,3 +140,39 @@ def test_smart_bcc_addresses_are_shown_only_to_their_user_and_account_admins(
             envelope_to = http.get(f"/v1/held-messages/{held}").json()["envelope_to"]
             assert envelope_to == (mail.tenant.bcc_address if own else None)
     assert api.get(f"/v1/held-messages/{held}").json()["envelope_to"] == mail.tenant.bcc_address
+
+
+def test_a_raw_message_hides_the_smart_bcc_addresses_its_reader_may_not_see(
+    api_stack: Stack, api: httpx.Client, mail: MailStore
+) -> None:
+    """A colleague forwards a customer's reply to their Smart-BCC address; the copy Mailroom keeps is addressed
+    to it. Whoever reads an address can put mail into that user's CRM."""
+    colleague = api.post("/v1/users", json={"email": f"col.{uuid.uuid4().hex[:6]}@acme.example"}).json()
+    forwarder = colleague["bcc_address"]
+    local_part, domain = forwarder.split("@")
+    other_account = "k3zzzzzzzzzzzzzz@" + domain  # a user of another Mailroom account, say
+    raw = (
+        f"From: Col <{colleague['email']}>\r\nTo: {forwarder}\r\nCc: {local_part.upper()}+deal-7@{domain},"
+        f" {other_account}\r\nSubject: Fwd: Pricing\r\nMessage-ID: <fwd-raw@x>\r\n\r\n"
+        "---------- Forwarded message ---------\r\nFrom: Jane <jane@customer.example>\r\n\r\nDeal!\r\n"
+    ).encode()
+    message_id = mail.message(mail.thread("Fwd: Pricing"), raw=raw, user_id=uuid.UUID(colleague["id"]))
+
+    def raw_for(scope: str, user_id: str | None = None) -> bytes:
+        body = {"scope": scope} | ({"user_id": user_id} if user_id else {})
+        with client(api_stack, api.post("/v1/tokens", json=body).json()["token"]) as http:
+            response = http.get(f"/v1/messages/{message_id}/raw")
+            assert response.status_code == 200, response.text
+            return response.content
+
+    hidden = (
+        raw.replace(local_part.encode(), b"smart-bcc-hidden")
+        .replace(local_part.upper().encode(), b"smart-bcc-hidden")
+        .replace(b"k3zzzzzzzzzzzzzz", b"smart-bcc-hidden")
+    )
+    assert len(hidden) == len(raw)
+    assert raw_for("read", str(mail.tenant.user_id)) == hidden  # a teammate's own token
+    assert raw_for("read") == hidden  # an integration below admin
+    forwarders_own = raw_for("read", colleague["id"])
+    assert forwarders_own == raw.replace(b"k3zzzzzzzzzzzzzz", b"smart-bcc-hidden")
+    assert api.get(f"/v1/messages/{message_id}/raw").content == forwarders_own  # the account's admin

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from services.api.chooser.service import link_thread
 from services.api.common import FeedPage, Page
-from services.api.deps import Blobs, CurrentCaller, DbSession, filter_id, parse_id
+from services.api.deps import Blobs, CurrentCaller, DbSession, filter_id, get_settings, parse_id
 from services.api.mailbox import downloads, service
 from services.api.mailbox.render import attachment_out, file_out, messages_out, thread_summaries
 from services.api.mailbox.schemas import AttachmentOut, FileOut, MessageOut, ThreadOut, ThreadPatch, ThreadSummary
@@ -135,9 +135,12 @@ def get_message(
     response_class=Response,
     responses={200: {"content": {"message/rfc822": {"schema": {"type": "string"}}}, "description": "The .eml."}},
 )
-def get_raw_message(message_id: str, caller: CurrentCaller, session: DbSession) -> Response:
-    """The message exactly as it was received (an .eml file)."""
-    raw = service.raw_message(session, caller, parse_id(message_id, "Message"))
+def get_raw_message(message_id: str, caller: CurrentCaller, session: DbSession, request: Request) -> Response:
+    """The message as it was received (an .eml file). Smart-BCC addresses that the token may not see (another
+    user's, for a user's token; every user's, for an account-wide token short of `admin`) read
+    `smart-bcc-hidden@…`, as long as the original: whoever knows one can put mail into that user's CRM."""
+    bcc_domain = get_settings(request).bcc_domain
+    raw = service.raw_message(session, caller, parse_id(message_id, "Message"), bcc_domain)
     return Response(
         raw,
         media_type="message/rfc822",

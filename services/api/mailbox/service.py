@@ -42,6 +42,7 @@ from services.api.access import deal_id_visible, deal_visible
 from services.api.deps import Caller
 from services.api.pagination import decode_feed_cursor, encode_feed_cursor, page_rows, paginate
 from services.api.problems import not_found
+from shared import directory
 from shared.models import (
     Attachment,
     AuthSummary,
@@ -58,6 +59,7 @@ from shared.models import (
     Thread,
     ThreadParticipant,
     ThreadVisibility,
+    User,
 )
 
 
@@ -462,8 +464,9 @@ def get_message(session: Session, caller: Caller, message_id: uuid.UUID) -> Mess
     return rows[0]
 
 
-def raw_message(session: Session, caller: Caller, message_id: uuid.UUID) -> bytes:
-    """The bytes exactly as the gateway accepted them (the first delivery, if it came more than once)."""
+def raw_message(session: Session, caller: Caller, message_id: uuid.UUID, bcc_domain: str) -> bytes:
+    """The bytes as the gateway accepted them (the first delivery, if it came more than once), with the Smart-BCC
+    addresses the caller may not see hidden: a forwarded reply's copy is addressed to its forwarder's."""
     visible = session.scalar(
         select(Message.id).where(
             Message.account_id == caller.account_id, Message.id == message_id, message_visible(caller)
@@ -479,7 +482,17 @@ def raw_message(session: Session, caller: Caller, message_id: uuid.UUID) -> byte
     ).first()
     if raw is None:
         raise not_found("Raw message")
-    return raw
+    written = directory.bcc_local_parts_in(raw, bcc_domain)
+    if not written:
+        return raw
+    owners = session.execute(
+        select(User.bcc_local_part, User.id).where(
+            User.account_id == caller.account_id, _among(User.bcc_local_part, written, Text())
+        )
+    ).tuples()
+    # Another account's user's address, or one no longer anybody's, is hidden too.
+    shown = {local_part for local_part, user_id in owners if caller.sees_bcc_address_of(user_id)}
+    return directory.without_bcc_local_parts(raw, bcc_domain, written - shown)
 
 
 def persons_by_address(session: Session, caller: Caller, addresses: Iterable[str]) -> dict[str, str]:
