@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,6 +79,9 @@ def check_header(session: Session, caller: Caller, fmt: Format, header: list[str
             raise FileError(f"Missing column(s): {', '.join(missing)}.")
 
 
+_PLAN_EACH_TIME = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 def import_rows(
     session: Session,
     caller: Caller,
@@ -94,6 +97,11 @@ def import_rows(
     check_header(session, caller, fmt, list(reader.fieldnames or []))
     report = ImportReport(kind=kind, dry_run=dry_run)
     lookups = Lookups(session, caller)
+    # A file is one transaction, and each row's look-ups (by external id, its references) are statements psycopg
+    # prepares after a few uses. Postgres then keeps a generic plan made while the table was still small, which
+    # may pick an index that filters the account's rows one by one: 10,000 deals took 0.17 → 2.2 ms per look-up
+    # as the file went on. Planning each execution anew sees the table as it grows.
+    session.execute(_PLAN_EACH_TIME)
     mark = enqueued_after_commit(session)
     whole = session.begin_nested()
     try:
