@@ -15,7 +15,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
@@ -31,6 +31,17 @@ def sqlalchemy_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The same URL for psycopg itself (the gateway's pool), without SQLAlchemy's driver suffix."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# The application name a transaction takes (`declare_writes_no_messages`) to say it stores no mail, so that the
+# message feed does not wait for it (services/api/mailbox/service.py).
+WRITES_NO_MESSAGES = "mailroom: writes no messages"
+
+
+def declare_writes_no_messages(session: Session) -> None:
+    """Say that the session's transaction will store no message, for as long as it runs: the message feed waits
+    for every transaction that might (a long import would hold up every account's integrations)."""
+    session.execute(text("SELECT set_config('application_name', :name, true)"), {"name": WRITES_NO_MESSAGES})
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:

@@ -6,10 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psycopg
 
-from shared.models import MessagePersonRole, ThreadDealRule
+from shared.db import declare_writes_no_messages
+from shared.models import MessagePersonRole, Person, ThreadDealRule
 from tests.api.conftest import MailStore, collect, sha256
-from tests.conftest import Tenant
+from tests.conftest import Infra, Tenant
 from tests.support.stack import Stack, make_mail, send, wait_for
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
@@ -296,7 +298,7 @@ def test_message_feed_gives_each_message_once_even_when_it_commits_late(
 ) -> None:
     thread = mail.thread("Feed")
     first = mail.message(thread, subject="First")
-    # (Any transaction of this Postgres, other tests' too, holds the feed back while it runs.)
+    # (Any transaction of this database that may store mail, other tests' too, holds the feed back while it runs.)
     seen, cursor, _ = wait_for(lambda: (page := _feed(api, None))[0] and page, timeout=30, what="the first message")
     assert seen == [first]
 
@@ -335,3 +337,33 @@ def test_message_feed_gives_each_message_once_even_when_it_commits_late(
     bad = api.get("/v1/messages/feed", params={"cursor": "garbage!"})
     assert bad.status_code == 400
     assert bad.json()["type"] == "https://mailroom.dev/problems/invalid-cursor"
+
+
+def test_message_feed_waits_only_for_transactions_that_may_store_mail(
+    api: httpx.Client, api_infra: Infra, mail: MailStore
+) -> None:
+    """Transaction ids are the whole server's: another database's transaction, or an import here (which says it
+    stores no mail), once held every account's feed back for as long as it ran."""
+    thread = mail.thread("Feed while others run")
+    cursor = _feed(api, None)[1]  # a new account: nothing in its feed yet
+
+    with (
+        psycopg.connect(api_infra.admin_url, autocommit=False) as elsewhere,
+        mail.sessions() as importing,
+        importing.begin(),
+        mail.sessions() as storing,
+        storing.begin(),
+    ):
+        elsewhere.execute("SELECT pg_current_xact_id()")  # another database of the server, its transaction open
+        declare_writes_no_messages(importing)
+        importing.add(Person(account_id=mail.tenant.account_id, name="Imported"))
+        importing.flush()
+        during = mail.message(thread, subject="During the import")
+        ids, cursor, _ = wait_for(lambda: (page := _feed(api, cursor))[0] and page, what="mail during an import")
+        assert ids == [during]
+
+        # A transaction that has not said so may still store mail: the feed waits for it.
+        late = mail.message(thread, subject="Late", session=storing)
+        after = mail.message(thread, subject="After")
+        assert _feed(api, cursor)[0] == []
+    wait_for(lambda: _feed(api, cursor)[0] == [late, after], timeout=30, what="the held-back messages")

@@ -113,7 +113,7 @@ def message_feed(
     """Messages in the order they were stored, oldest first: poll with the last `next_cursor` to get each new
     message exactly once, including those whose storing took longer than others' (which `GET /v1/messages`,
     newest first, can show below messages already read). A message appears once every transaction that began
-    before it has ended, usually within a second."""
+    before it and may store mail has ended (an import does not count), usually within a second."""
     rows, next_cursor = service.message_feed(session, caller, cursor, limit)
     return FeedPage[MessageOut](
         data=messages_out(session, caller, rows, allow_remote=remote_content),

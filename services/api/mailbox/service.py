@@ -43,6 +43,7 @@ from services.api.deps import Caller
 from services.api.pagination import decode_feed_cursor, encode_feed_cursor, page_rows, paginate
 from services.api.problems import not_found
 from shared import directory
+from shared.db import WRITES_NO_MESSAGES
 from shared.models import (
     Attachment,
     AuthSummary,
@@ -424,8 +425,18 @@ def list_messages(
     return page_rows(rows, limit, lambda m: (m["created_at"], uuid.UUID(m["id"])))
 
 
-# Every transaction with a smaller id has ended (committed or rolled back): no message can still appear below it.
-_FEED_HORIZON = text("pg_snapshot_xmin(pg_current_snapshot())")
+# Below this transaction id, every transaction that may store mail has ended (committed or rolled back): no message
+# can still appear there. The oldest one still running, of those that may store mail: not one in another database
+# of the server (transaction ids are the server's), nor one that declared it stores none (an import); past the
+# newest completed one when none is running. Only a running transaction's own session can say it stores no mail,
+# so one that ended since the snapshot is still counted: that errs on the side of waiting.
+_FEED_HORIZON = text(
+    "(SELECT coalesce("
+    " (SELECT min(running) FROM pg_snapshot_xip(pg_current_snapshot()) AS running"
+    "  WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS backend WHERE backend.backend_xid = running::xid"
+    "   AND (backend.datname IS DISTINCT FROM current_database() OR backend.application_name = :writes_no_messages))),"
+    " pg_snapshot_xmax(pg_current_snapshot())))"
+).bindparams(writes_no_messages=WRITES_NO_MESSAGES)
 
 
 def message_feed(session: Session, caller: Caller, cursor: str | None, limit: int) -> tuple[list[MessageRow], str]:

@@ -25,6 +25,7 @@ from services.api.custom_fields.service import definitions
 from services.api.deps import Caller
 from services.api.problems import Problem
 from services.api.transfer.formats import FORMATS, Format, Kind, Lookups, Record, RowError
+from shared.db import declare_writes_no_messages
 from shared.events import enqueued_after_commit, forget_enqueued_since
 from shared.models import Deal
 
@@ -102,6 +103,7 @@ def import_rows(
     # may pick an index that filters the account's rows one by one: 10,000 deals took 0.17 → 2.2 ms per look-up
     # as the file went on. Planning each execution anew sees the table as it grows.
     session.execute(_PLAN_EACH_TIME)
+    declare_writes_no_messages(session)  # a file can take minutes; the message feed need not wait for it
     mark = enqueued_after_commit(session)
     whole = session.begin_nested()
     try:
