@@ -32,6 +32,14 @@ from tests.support.stack import Stack, base_env
 STACK_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """xdist's worker id (`gw0`, …), as its own fixture gives it; `master` without xdist (`pytest -p no:xdist`,
+    to step through a test in a debugger), where xdist's fixture does not exist."""
+    workerinput: dict[str, object] | None = getattr(request.config, "workerinput", None)
+    return "master" if workerinput is None else str(workerinput["workerid"])
+
+
 @dataclass(frozen=True)
 class Infra:
     admin_url: str
